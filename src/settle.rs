@@ -1,0 +1,348 @@
+//! Settling: wait until the writers are done, then decide from the content whether anything
+//! the application reads really changed.
+//!
+//! Two windows, as in watchexec: every event restarts a quiet timer (`debounce`), and a cap
+//! (`max_delay`) fires during an endless stream of changes. After the cap fires, later events
+//! open a new window, so the last change always gets a full settle and the app ends up with
+//! the final content. Then a fingerprint of the content (names and bytes, following the
+//! kubelet's `..data` symlink) is compared with the one at the last signal: chmod, touch and a
+//! same-content rewrite change nothing and send nothing.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fs;
+use std::hash::Hasher;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::watch::{is_internal, is_scratch};
+
+/// The debounce window and the cap on it.
+#[derive(Debug)]
+pub struct Settle {
+    debounce: Duration,
+    max_delay: Duration,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Settle {
+    /// A settle with no pending change.
+    pub fn new(debounce: Duration, max_delay: Duration) -> Settle {
+        Settle {
+            debounce,
+            max_delay,
+            first: None,
+            last: None,
+        }
+    }
+
+    /// Records a possible change at `now`.
+    pub fn note(&mut self, now: Instant) {
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+
+    /// When the pending change is due; `None` when nothing is pending (poll sleeps forever).
+    pub fn deadline(&self) -> Option<Instant> {
+        let (first, last) = (self.first?, self.last?);
+        Some((last + self.debounce).min(first + self.max_delay))
+    }
+
+    /// True once the pending change is due; the window then closes.
+    pub fn take_due(&mut self, now: Instant) -> bool {
+        match self.deadline() {
+            Some(d) if d <= now => {
+                self.first = None;
+                self.last = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A digest of everything the application reads from the watched directories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint(pub u64);
+
+/// Computes fingerprints, reusing one read buffer so steady-state reloads do not allocate it.
+pub struct Fingerprinter {
+    buf: Vec<u8>,
+}
+
+impl Default for Fingerprinter {
+    fn default() -> Self {
+        Fingerprinter {
+            buf: vec![0; 32 * 1024],
+        }
+    }
+}
+
+/// How many times a kubelet directory is re-read when `..data` moves during the read.
+const KUBELET_RETRIES: usize = 8;
+/// Symlinked directories may loop; content deeper than this is not followed.
+const MAX_DEPTH: usize = 32;
+
+impl Fingerprinter {
+    /// Fingerprints `dirs` in order; `Err(dir)` names a configured directory that is missing,
+    /// in which case nothing must be signalled (the app would read nothing).
+    pub fn fingerprint(&mut self, dirs: &[PathBuf]) -> Result<Fingerprint, PathBuf> {
+        let mut h = DefaultHasher::new();
+        for dir in dirs {
+            match fs::metadata(dir) {
+                Ok(m) if m.is_dir() => {}
+                _ => return Err(dir.clone()),
+            }
+            h.write(dir.as_os_str().as_bytes());
+            h.write_u8(0);
+            let mut stack = Vec::new();
+            self.hash_dir(&mut h, dir, &mut stack);
+        }
+        Ok(Fingerprint(h.finish()))
+    }
+
+    /// Hashes a directory: a kubelet volume by the tree `..data` points to, otherwise its
+    /// entries sorted by name, following symlinks, minus internals and editor scratch files.
+    fn hash_dir(&mut self, h: &mut DefaultHasher, dir: &Path, stack: &mut Vec<(u64, u64)>) {
+        let data = dir.join("..data");
+        if fs::symlink_metadata(&data)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
+            self.hash_kubelet(h, dir, &data, stack);
+            return;
+        }
+        let Ok(meta) = fs::metadata(dir) else {
+            h.write(b"\x01gone");
+            return;
+        };
+        let id = (meta.dev(), meta.ino());
+        if stack.contains(&id) || stack.len() >= MAX_DEPTH {
+            h.write(b"\x01loop");
+            return;
+        }
+        stack.push(id);
+        let mut names: Vec<_> = match fs::read_dir(dir) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !is_internal(n) && !is_scratch(n))
+                .collect(),
+            Err(e) => {
+                hash_error(h, &e);
+                Vec::new()
+            }
+        };
+        names.sort();
+        for name in names {
+            h.write(name.as_bytes());
+            h.write_u8(0);
+            let path = dir.join(&name);
+            match fs::metadata(&path) {
+                Ok(m) if m.is_dir() => {
+                    h.write(b"\x02{");
+                    self.hash_dir(h, &path, stack);
+                    h.write(b"}");
+                }
+                Ok(m) if m.is_file() => self.hash_file(h, &path),
+                // Sockets, fifos, devices: never opened (a fifo would block), only named.
+                Ok(_) => h.write(b"\x03special"),
+                Err(e) => hash_error(h, &e),
+            }
+        }
+        stack.pop();
+    }
+
+    /// A kubelet volume: hash the tree under the target of `..data`, and start again if the
+    /// kubelet swapped `..data` (or removed the old dir) while we were reading.
+    fn hash_kubelet(
+        &mut self,
+        h: &mut DefaultHasher,
+        dir: &Path,
+        data: &Path,
+        stack: &mut Vec<(u64, u64)>,
+    ) {
+        for _ in 0..KUBELET_RETRIES {
+            let Ok(before) = fs::read_link(data) else {
+                continue;
+            };
+            let mut inner = DefaultHasher::new();
+            self.hash_dir(&mut inner, &dir.join(&before), stack);
+            if fs::read_link(data).ok().as_ref() == Some(&before) {
+                h.write_u64(inner.finish());
+                return;
+            }
+        }
+        h.write(b"\x01unstable");
+    }
+
+    fn hash_file(&mut self, h: &mut DefaultHasher, path: &Path) {
+        // O_NONBLOCK: if a fifo replaced the file since we stat'ed it, open must not hang.
+        let mut f = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) => return hash_error(h, &e),
+        };
+        h.write(b"\x04");
+        loop {
+            match f.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => h.write(&self.buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return hash_error(h, &e),
+            }
+        }
+        h.write_u8(0xff);
+    }
+}
+
+/// An unreadable or vanished entry hashes as its error, so it counts as a change from the
+/// readable content and never crashes the loop.
+fn hash_error(h: &mut DefaultHasher, e: &io::Error) {
+    h.write(b"\x05err");
+    h.write_i32(e.raw_os_error().unwrap_or(-1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn each_event_restarts_the_quiet_time() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(ms(100), ms(2000));
+        assert_eq!(s.deadline(), None);
+        s.note(t0);
+        assert_eq!(s.deadline(), Some(t0 + ms(100)));
+        s.note(t0 + ms(50));
+        assert!(!s.take_due(t0 + ms(120)));
+        assert!(s.take_due(t0 + ms(150)));
+        assert_eq!(s.deadline(), None, "window closes once taken");
+    }
+
+    #[test]
+    fn max_delay_caps_an_endless_stream_and_the_last_event_still_settles() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(ms(100), ms(300));
+        let mut fired = Vec::new();
+        for i in 0..50u64 {
+            let now = t0 + ms(i * 20);
+            if s.take_due(now) {
+                fired.push(i * 20);
+            }
+            s.note(now);
+        }
+        // Events every 20 ms never leave 100 ms of quiet: only the cap fires, every ~300 ms.
+        assert_eq!(fired, vec![300, 600, 900]);
+        let last = t0 + ms(49 * 20);
+        assert_eq!(
+            s.deadline(),
+            Some(last + ms(100)),
+            "the last event gets a full quiet time"
+        );
+    }
+
+    #[test]
+    fn zero_debounce_is_due_at_once() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(Duration::ZERO, Duration::ZERO);
+        s.note(t0);
+        assert!(s.take_due(t0));
+    }
+
+    struct Dir(PathBuf);
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("settle-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn fp(dirs: &[PathBuf]) -> Fingerprint {
+        Fingerprinter::default().fingerprint(dirs).unwrap()
+    }
+
+    #[test]
+    fn fingerprint_sees_bytes_and_names_but_not_modes_or_scratch() {
+        let d = Dir::new("plain");
+        let dirs = vec![d.0.clone()];
+        fs::write(d.0.join("a.conf"), "one").unwrap();
+        let a = fp(&dirs);
+        fs::write(d.0.join("a.conf"), "one").unwrap();
+        fs::set_permissions(
+            d.0.join("a.conf"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        fs::write(d.0.join(".a.conf.swp"), "vim").unwrap();
+        fs::write(d.0.join("a.conf~"), "backup").unwrap();
+        assert_eq!(
+            fp(&dirs),
+            a,
+            "mode, same bytes and scratch files are no change"
+        );
+        fs::write(d.0.join("a.conf"), "two").unwrap();
+        let b = fp(&dirs);
+        assert_ne!(b, a);
+        fs::rename(d.0.join("a.conf"), d.0.join("b.conf")).unwrap();
+        assert_ne!(fp(&dirs), b, "a rename is a change");
+        fs::create_dir(d.0.join("sub")).unwrap();
+        let c = fp(&dirs);
+        fs::write(d.0.join("sub/x"), "").unwrap();
+        assert_ne!(fp(&dirs), c, "an empty file in a subdir is a change");
+    }
+
+    #[test]
+    fn kubelet_volume_is_read_through_data_and_old_dirs_do_not_count() {
+        let d = Dir::new("kubelet");
+        let dirs = vec![d.0.clone()];
+        fs::create_dir(d.0.join("..2026_01_01_00_00_00.1")).unwrap();
+        fs::write(d.0.join("..2026_01_01_00_00_00.1/app.conf"), "v1").unwrap();
+        symlink("..2026_01_01_00_00_00.1", d.0.join("..data")).unwrap();
+        symlink("..data/app.conf", d.0.join("app.conf")).unwrap();
+        let v1 = fp(&dirs);
+        // A new dir that is not yet committed changes nothing.
+        fs::create_dir(d.0.join("..2026_01_01_00_00_01.2")).unwrap();
+        fs::write(d.0.join("..2026_01_01_00_00_01.2/app.conf"), "v2").unwrap();
+        assert_eq!(fp(&dirs), v1);
+        symlink("..2026_01_01_00_00_01.2", d.0.join("..data_tmp")).unwrap();
+        fs::rename(d.0.join("..data_tmp"), d.0.join("..data")).unwrap();
+        let v2 = fp(&dirs);
+        assert_ne!(v2, v1);
+        fs::remove_dir_all(d.0.join("..2026_01_01_00_00_00.1")).unwrap();
+        assert_eq!(fp(&dirs), v2, "removing the old dir is no change");
+    }
+
+    #[test]
+    fn missing_dir_is_reported_and_symlink_loops_end() {
+        let d = Dir::new("loop");
+        symlink(".", d.0.join("self")).unwrap();
+        fs::write(d.0.join("f"), "x").unwrap();
+        let dirs = vec![d.0.clone()];
+        let a = fp(&dirs);
+        assert_eq!(a, fp(&dirs), "a symlink loop hashes the same every time");
+        let gone = d.0.join("nope");
+        assert_eq!(
+            Fingerprinter::default().fingerprint(&[d.0.clone(), gone.clone()]),
+            Err(gone)
+        );
+    }
+}

@@ -1,0 +1,631 @@
+//! Watching: one inotify instance, a watch per directory of each configured tree, re-armed
+//! when a directory disappears and comes back.
+//!
+//! Kubernetes never edits a ConfigMap file in place: it writes a new `..<timestamp>` directory
+//! and renames a `..data_tmp` symlink over `..data` (the commit point), see
+//! `../shared/kubelet-volume-updates.md`. So we watch directories, never files (a watch on a
+//! file stays on the old inode and dies), never the `..` internals, and treat
+//! `IN_MOVED_TO ..data` as the one event that says "new content is complete".
+//!
+//! The kernel merges an event identical to the last unread one, so events are never counted:
+//! each one only answers "might the content have changed?"; the fingerprint in `settle` decides.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+
+use crate::log::{Logger, Value};
+
+/// What we ask the kernel for. No IN_ATTRIB (chmod/touch/fsGroup passes change nothing the app
+/// reads), no IN_OPEN/IN_ACCESS/IN_CLOSE_NOWRITE (our own fingerprint reads would wake us).
+fn mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR
+        | WatchMask::EXCL_UNLINK
+}
+
+/// Why an event may mean new content; only used to explain decisions in verbose logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// `..data` was replaced: a kubelet atomic update was committed.
+    KubeletCommit,
+    /// A file was written and closed.
+    Written,
+    /// An entry appeared.
+    Created,
+    /// An entry disappeared.
+    Removed,
+    /// An entry was renamed in or out.
+    Renamed,
+    /// A subdirectory appeared and is now watched.
+    DirAdded,
+    /// A watched directory went away.
+    DirGone,
+    /// A configured directory came back and is watched again.
+    Rearmed,
+    /// The kernel's event queue overflowed: anything may have changed.
+    Overflow,
+}
+
+impl Change {
+    /// Name used in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::KubeletCommit => "kubelet-update",
+            Change::Written => "written",
+            Change::Created => "created",
+            Change::Removed => "removed",
+            Change::Renamed => "renamed",
+            Change::DirAdded => "dir-added",
+            Change::DirGone => "dir-gone",
+            Change::Rearmed => "rearmed",
+            Change::Overflow => "queue-overflow",
+        }
+    }
+}
+
+/// Whether a name belongs to the kubelet's machinery (`..data`, `..data_tmp`, `..<timestamp>`)
+/// rather than to the content. Keys themselves may start with a single dot.
+pub fn is_internal(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b"..")
+}
+
+/// Whether a name is an editor's or sed's scratch file, never read by the app: vim's `4913`
+/// probe, `file~` backups and `.file.swp` swap files, `sed -i`'s `sedXXXXXX`.
+pub fn is_scratch(name: &OsStr) -> bool {
+    let b = name.as_encoded_bytes();
+    if b == b"4913" || b.ends_with(b"~") {
+        return true;
+    }
+    if b.len() >= 5 && b[0] == b'.' && b[b.len() - 4..b.len() - 1] == *b".sw" {
+        return true;
+    }
+    b.len() == 9 && b.starts_with(b"sed") && b[3..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// Decides what one event on a watched content directory means. Pure, so it is unit-tested.
+pub fn classify(mask: EventMask, name: Option<&OsStr>) -> Option<Change> {
+    let name = name?;
+    let is_dir = mask.contains(EventMask::ISDIR);
+    if is_internal(name) {
+        // The rename of ..data_tmp over ..data is the commit; a first population may create it.
+        let commit = name == "..data" && mask.intersects(EventMask::MOVED_TO | EventMask::CREATE);
+        return commit.then_some(Change::KubeletCommit);
+    }
+    if !is_dir && is_scratch(name) {
+        return None;
+    }
+    if is_dir && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+        return Some(Change::DirAdded);
+    }
+    if mask.contains(EventMask::CLOSE_WRITE) {
+        Some(Change::Written)
+    } else if mask.contains(EventMask::CREATE) {
+        Some(Change::Created)
+    } else if mask.contains(EventMask::DELETE) {
+        Some(Change::Removed)
+    } else if mask.intersects(EventMask::MOVED_FROM | EventMask::MOVED_TO) {
+        Some(Change::Renamed)
+    } else {
+        None
+    }
+}
+
+/// One watch: the directory's path and whether it is content (inside a configured tree) or
+/// only an ancestor we watch while waiting for a missing configured directory to come back.
+struct Entry {
+    wd: WatchDescriptor,
+    path: PathBuf,
+    content: bool,
+}
+
+/// The inotify instance and the set of watched directories.
+pub struct Watcher {
+    inotify: Inotify,
+    entries: HashMap<i32, Entry>,
+    roots: Vec<PathBuf>,
+    armed: Vec<bool>,
+    buf: Vec<u8>,
+    /// Directories we could not watch because the watch limit was hit, for the log line.
+    missed: usize,
+}
+
+impl Watcher {
+    /// Creates the inotify instance and watches every configured tree.
+    pub fn new(roots: &[PathBuf], log: &Logger) -> io::Result<Watcher> {
+        let inotify = Inotify::init().map_err(|e| match e.raw_os_error() {
+            Some(libc::EMFILE) => io::Error::new(
+                e.kind(),
+                format!("cannot create an inotify instance: too many instances for this user (EMFILE); raise fs.inotify.max_user_instances (now {}), shared by every container of this UID on the node", sysctl("max_user_instances")),
+            ),
+            _ => io::Error::new(e.kind(), format!("cannot create an inotify instance: {e}")),
+        })?;
+        let mut w = Watcher {
+            inotify,
+            entries: HashMap::new(),
+            roots: roots.to_vec(),
+            armed: vec![false; roots.len()],
+            // Room for many events per read; one event needs at most 16 + NAME_MAX + 1 bytes.
+            buf: vec![0; 16 * 1024],
+            missed: 0,
+        };
+        w.rearm(log);
+        w.report_missed(log);
+        Ok(w)
+    }
+
+    /// The inotify fd, for poll.
+    pub fn fd(&self) -> RawFd {
+        self.inotify.as_raw_fd()
+    }
+
+    /// Number of directories watched as content.
+    pub fn count(&self) -> usize {
+        self.entries.values().filter(|e| e.content).count()
+    }
+
+    /// Reads every pending event and returns the first reason to suspect a change, if any.
+    /// Never blocks: the fd is non-blocking and poll said it is readable.
+    pub fn read(&mut self, log: &Logger) -> Option<Change> {
+        let mut change = None;
+        let mut buf = std::mem::take(&mut self.buf);
+        loop {
+            let events = match self.inotify.read_events(&mut buf) {
+                Ok(events) => events,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log.error(
+                        "reading inotify events failed",
+                        &[("error", e.to_string().into())],
+                    );
+                    break;
+                }
+            };
+            let mut pending_rearm = false;
+            for event in events {
+                let c = self.handle(event.wd, event.mask, event.name, log, &mut pending_rearm);
+                change = change.or(c);
+            }
+            if pending_rearm && self.rearm(log) {
+                change = change.or(Some(Change::Rearmed));
+            }
+        }
+        self.buf = buf;
+        self.report_missed(log);
+        change
+    }
+
+    fn handle(
+        &mut self,
+        wd: WatchDescriptor,
+        mask: EventMask,
+        name: Option<&OsStr>,
+        log: &Logger,
+        pending_rearm: &mut bool,
+    ) -> Option<Change> {
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            log.warn(
+                "inotify queue overflowed; rescanning every watched directory",
+                &[
+                    ("sysctl", "fs.inotify.max_queued_events".into()),
+                    ("limit", sysctl("max_queued_events").into()),
+                ],
+            );
+            self.rescan(log);
+            return Some(Change::Overflow);
+        }
+        let id = wd.get_watch_descriptor_id();
+        let entry = self.entries.get(&id)?;
+        let (dir, content) = (entry.path.clone(), entry.content);
+        if log.verbose() {
+            log.debug(
+                "event",
+                &[
+                    ("dir", dir.display().to_string().into()),
+                    (
+                        "name",
+                        name.map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                            .into(),
+                    ),
+                    ("mask", format!("{mask:?}").into()),
+                ],
+            );
+        }
+        if mask.contains(EventMask::IGNORED) || mask.contains(EventMask::MOVE_SELF) {
+            // IGNORED follows DELETE_SELF, an unmount or our own rm_watch; after MOVE_SELF the
+            // watch follows the directory to a path we no longer know. Either way the path is
+            // no longer watched: forget it (and its subtree) and watch for it to come back.
+            self.forget_tree(&dir);
+            if self.roots.contains(&dir) {
+                for (i, r) in self.roots.iter().enumerate() {
+                    if *r == dir {
+                        self.armed[i] = false;
+                    }
+                }
+                log.warn(
+                    "watched directory is gone; waiting for it to come back",
+                    &[("dir", dir.display().to_string().into())],
+                );
+            }
+            *pending_rearm = true;
+            return content.then_some(Change::DirGone);
+        }
+        if self.armed.iter().any(|a| !a) && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
+        {
+            *pending_rearm = true;
+        }
+        if !content {
+            return None;
+        }
+        let change = classify(mask, name)?;
+        let path = dir.join(name?);
+        match change {
+            Change::DirAdded => {
+                // Add the watch first, then scan: files created before the watch existed are
+                // found by the scan, files created after it produce events (none missed).
+                self.add_tree(&path, log);
+            }
+            Change::Renamed if mask.contains(EventMask::ISDIR | EventMask::MOVED_FROM) => {
+                self.forget_tree(&path)
+            }
+            _ => {}
+        }
+        Some(change)
+    }
+
+    /// Watches every configured directory not yet watched; for one that is missing, watches
+    /// its nearest existing ancestor so its return is noticed. True if any root was re-armed.
+    fn rearm(&mut self, log: &Logger) -> bool {
+        let mut rearmed = false;
+        for i in 0..self.roots.len() {
+            if self.armed[i] {
+                continue;
+            }
+            let root = self.roots[i].clone();
+            if std::fs::metadata(&root)
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+                && self.add_tree(&root, log)
+            {
+                self.armed[i] = true;
+                rearmed = true;
+                continue;
+            }
+            let mut dir = root.parent();
+            while let Some(d) = dir {
+                if self.add(d, false, log).is_some() {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        if self.armed.iter().all(|a| *a) {
+            self.drop_ancestors();
+        }
+        rearmed
+    }
+
+    /// Watches `dir` and every real subdirectory below it (not symlinks, not `..` internals).
+    /// False if `dir` itself could not be watched.
+    fn add_tree(&mut self, dir: &Path, log: &Logger) -> bool {
+        let watched = self.add(dir, true, log).is_some();
+        // Past the watch limit keep walking, only to count what is left for the log line.
+        if !watched && self.missed == 0 {
+            return false;
+        }
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return true;
+        };
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            if is_internal(&name) {
+                continue;
+            }
+            // file_type() does not follow symlinks: `sub -> ..data/sub` is not descended into.
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                self.add_tree(&dir.join(name), log);
+            }
+        }
+        watched
+    }
+
+    fn add(&mut self, dir: &Path, content: bool, log: &Logger) -> Option<i32> {
+        if self.missed > 0 && content {
+            self.missed += 1;
+            return None;
+        }
+        match self.inotify.watches().add(dir, mask()) {
+            Ok(wd) => {
+                let id = wd.get_watch_descriptor_id();
+                let content = content || self.entries.get(&id).is_some_and(|e| e.content);
+                self.entries.insert(
+                    id,
+                    Entry {
+                        wd,
+                        path: dir.to_path_buf(),
+                        content,
+                    },
+                );
+                Some(id)
+            }
+            Err(e) => {
+                match e.raw_os_error() {
+                    Some(libc::ENOSPC) if content => self.missed += 1,
+                    // Gone or replaced by a file between listing and watching: nothing to watch.
+                    Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+                    _ => log.warn(
+                        "cannot watch directory",
+                        &[
+                            ("dir", dir.display().to_string().into()),
+                            ("error", e.to_string().into()),
+                        ],
+                    ),
+                }
+                None
+            }
+        }
+    }
+
+    /// Logs, once per attempt, how many directories the watch limit left unwatched.
+    fn report_missed(&mut self, log: &Logger) {
+        if self.missed == 0 {
+            return;
+        }
+        let needed = self.count() + self.missed;
+        log.error(
+            "inotify watch limit reached; some directories are not watched",
+            &[
+                ("sysctl", "fs.inotify.max_user_watches".into()),
+                ("limit", sysctl("max_user_watches").into()),
+                ("watched", self.count().into()),
+                ("unwatched", self.missed.into()),
+                ("hint", format!("raise fs.inotify.max_user_watches to at least {needed} plus what other processes of this UID use on the node").into()),
+            ],
+        );
+        self.missed = 0;
+    }
+
+    /// Forgets `dir` and every watch below it, removing the kernel watches that still exist.
+    fn forget_tree(&mut self, dir: &Path) {
+        let gone: Vec<i32> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.path.starts_with(dir))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(e) = self.entries.remove(&id) {
+                // Fails with EINVAL when the kernel already dropped it (IN_IGNORED): expected.
+                let _ = self.inotify.watches().remove(e.wd);
+            }
+        }
+    }
+
+    fn drop_ancestors(&mut self) {
+        let ancestors: Vec<i32> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.content)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ancestors {
+            if let Some(e) = self.entries.remove(&id) {
+                let _ = self.inotify.watches().remove(e.wd);
+            }
+        }
+    }
+
+    /// After a queue overflow events were lost, including directory creations: start afresh.
+    fn rescan(&mut self, log: &Logger) {
+        let all: Vec<i32> = self.entries.keys().copied().collect();
+        for id in all {
+            if let Some(e) = self.entries.remove(&id) {
+                let _ = self.inotify.watches().remove(e.wd);
+            }
+        }
+        self.armed.iter_mut().for_each(|a| *a = false);
+        self.rearm(log);
+    }
+}
+
+/// Reads `/proc/sys/fs/inotify/NAME` for log lines; "unknown" if unreadable.
+fn sysctl(name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// A mount under or above a configured directory that the kubelet will never update.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PinnedMount {
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// `subPath` (root inside a `..<timestamp>` dir) or `file` (single-file bind mount).
+    pub kind: &'static str,
+}
+
+/// Finds subPath and single-file bind mounts affecting `dirs` in `/proc/self/mountinfo`.
+///
+/// A subPath mount binds the resolved `…/..<timestamp>/key` at pod start; the kubelet later
+/// swaps `..data` elsewhere, so the mount keeps the old content forever (kubernetes#50345).
+pub fn pinned_mounts(dirs: &[PathBuf]) -> Vec<PinnedMount> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let dirs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+        .collect();
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(root), Some(point)) = (fields.get(3), fields.get(4)) else {
+            continue;
+        };
+        let (root, point) = (unescape(root), PathBuf::from(unescape(point)));
+        let related = dirs
+            .iter()
+            .any(|d| point.starts_with(d) || d.starts_with(&point));
+        if !related {
+            continue;
+        }
+        let kind = if is_subpath_root(&root) {
+            "subPath"
+        } else if dirs.iter().any(|d| point.starts_with(d))
+            && std::fs::metadata(&point)
+                .map(|m| !m.is_dir())
+                .unwrap_or(false)
+        {
+            "file"
+        } else {
+            continue;
+        };
+        found.push(PinnedMount {
+            mount_point: point,
+            kind,
+        });
+    }
+    found
+}
+
+/// True for a mount root inside a kubelet data dir: contains `/..` + 4 digits + `_`.
+pub fn is_subpath_root(root: &str) -> bool {
+    root.match_indices("/..").any(|(i, _)| {
+        let rest = root.as_bytes().get(i + 3..i + 8);
+        matches!(rest, Some(r) if r[..4].iter().all(u8::is_ascii_digit) && r[4] == b'_')
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Logs a warning per pinned mount; called once at start.
+pub fn warn_pinned(dirs: &[PathBuf], log: &Logger) {
+    for m in pinned_mounts(dirs) {
+        let hint = match m.kind {
+            "subPath" => "a subPath mount is never updated by the kubelet; mount the whole volume and point CONFIG_DIR at it",
+            _ => "a single-file bind mount keeps the old inode when the file is replaced; mount the directory instead",
+        };
+        log.warn(
+            "configuration mount will never change",
+            &[
+                ("mount", m.mount_point.display().to_string().into()),
+                ("kind", Value::Str(m.kind)),
+                ("hint", hint.into()),
+            ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(mask: EventMask, name: &str) -> Option<Change> {
+        classify(mask, Some(OsStr::new(name)))
+    }
+
+    #[test]
+    fn kubelet_commit_is_the_only_internal_event_that_counts() {
+        assert_eq!(
+            c(EventMask::MOVED_TO, "..data"),
+            Some(Change::KubeletCommit)
+        );
+        assert_eq!(
+            c(
+                EventMask::CREATE | EventMask::ISDIR,
+                "..2026_11_25_10_00_00.1234567890"
+            ),
+            None
+        );
+        assert_eq!(c(EventMask::CREATE, "..data_tmp"), None);
+        assert_eq!(c(EventMask::MOVED_FROM, "..data_tmp"), None);
+        assert_eq!(
+            c(
+                EventMask::DELETE | EventMask::ISDIR,
+                "..2026_11_25_10_00_00.1234567890"
+            ),
+            None
+        );
+        // A key may start with one dot.
+        assert_eq!(c(EventMask::CREATE, ".env"), Some(Change::Created));
+    }
+
+    #[test]
+    fn editor_scratch_files_are_ignored() {
+        for n in [
+            "4913",
+            "app.conf~",
+            ".app.conf.swp",
+            ".app.conf.swx",
+            "sedAb12Z9",
+        ] {
+            assert_eq!(c(EventMask::CLOSE_WRITE, n), None, "{n}");
+        }
+        for n in ["app.conf", "sed.conf", "4914", "swp", ".swp"] {
+            assert_eq!(c(EventMask::CLOSE_WRITE, n), Some(Change::Written), "{n}");
+        }
+        // sed -i's rename over the real file counts.
+        assert_eq!(c(EventMask::MOVED_TO, "app.conf"), Some(Change::Renamed));
+    }
+
+    #[test]
+    fn plain_events_map_to_changes() {
+        assert_eq!(
+            c(EventMask::CREATE | EventMask::ISDIR, "conf.d"),
+            Some(Change::DirAdded)
+        );
+        assert_eq!(
+            c(EventMask::MOVED_TO | EventMask::ISDIR, "conf.d"),
+            Some(Change::DirAdded)
+        );
+        assert_eq!(c(EventMask::DELETE, "a"), Some(Change::Removed));
+        assert_eq!(c(EventMask::CREATE, "a"), Some(Change::Created));
+        assert_eq!(classify(EventMask::CLOSE_WRITE, None), None);
+    }
+
+    #[test]
+    fn subpath_roots_are_recognised() {
+        assert!(is_subpath_root("/var/lib/kubelet/pods/x/volumes/kubernetes.io~configmap/cfg/..2026_11_25_10_00_00.123/app.conf"));
+        assert!(is_subpath_root(
+            "/..2021_01_01_00_00_00.1/app.conf//deleted"
+        ));
+        assert!(!is_subpath_root("/var/lib/docker/volumes/cfg/_data"));
+        assert!(!is_subpath_root("/..data/app.conf"));
+    }
+
+    #[test]
+    fn mountinfo_octal_escapes_are_decoded() {
+        assert_eq!(unescape("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}
