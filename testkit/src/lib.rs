@@ -1,0 +1,20 @@
+//! Test support for config-reloader.
+//!
+//! - [`kubelet`]: a writer that updates a directory exactly like the kubelet's atomic writer
+//!   (same syscalls, same order), see `shared/kubelet-volume-updates.md` §6.
+//! - [`recorder`]: spawns the `sigrecord` binary, the stand-in for the application, and reads
+//!   back the signals it received and the content it saw.
+//! - [`reloader`]: runs the real `config-reloader` binary and reads its log lines.
+//! - [`wait_until`]: wait for a condition with a deadline instead of sleeping.
+//! - [`TempDir`]: a unique directory removed on drop.
+
+pub mod kubelet;
+pub mod recorder;
+pub mod reloader;
+mod sys;
+mod tempdir;
+mod wait;
+
+pub use sys::{kill, monotonic_ns};
+pub use tempdir::TempDir;
+pub use wait::wait_until;

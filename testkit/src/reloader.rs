@@ -1,0 +1,194 @@
+//! Running the real `config-reloader` binary in tests and reading its log lines.
+//!
+//! The binary's path comes from the calling test (`env!("CARGO_BIN_EXE_config-reloader")`),
+//! since only the product crate's own tests know it. stderr goes to a file so that a test can
+//! read the log at any time without a reader thread.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::{wait_until, TempDir};
+
+/// How long [`Reloader::start`] waits for the `info watching` line (text or JSON).
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running config-reloader; SIGKILLed and reaped on drop.
+#[derive(Debug)]
+pub struct Reloader {
+    child: Child,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+/// Builds a config-reloader command with a clean environment (only PATH is kept), so the
+/// settings of the developer's shell never leak into a test.
+pub fn command(bin: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.envs(
+        env.iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    cmd.args(args);
+    cmd
+}
+
+impl Reloader {
+    /// Starts the reloader with `env` and `args` and waits until it logs `info watching`
+    /// (every watch armed, baseline fingerprint taken).
+    pub fn start(bin: &Path, env: &[(&str, &str)], args: &[&str]) -> Reloader {
+        Self::start_command(command(bin, env, args))
+    }
+
+    /// Like [`Reloader::start`] for a prepared command (e.g. wrapped in `setpriv`).
+    pub fn start_command(mut cmd: Command) -> Reloader {
+        let r = Self::spawn_command(&mut cmd);
+        wait_until(
+            READY_TIMEOUT,
+            "config-reloader to log `info watching`",
+            || {
+                let ready = |l: &str| {
+                    l.starts_with("info watching")
+                        || l.starts_with(r#"{"level":"info","msg":"watching""#)
+                };
+                if r.log().lines().any(ready) {
+                    return Some(());
+                }
+                let log = r.log();
+                assert!(
+                    r.is_running(),
+                    "config-reloader exited during start-up:\n{log}"
+                );
+                None
+            },
+        );
+        r
+    }
+
+    /// Spawns without waiting for readiness (for bad-configuration tests).
+    pub fn spawn_command(cmd: &mut Command) -> Reloader {
+        let dir = TempDir::new("reloader-log").expect("temp dir for the reloader log");
+        let log = dir.join("stderr");
+        let file = fs::File::create(&log).expect("create log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+        Reloader {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything it has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines starting with `prefix` (e.g. `"info reloaded"`).
+    pub fn lines(&self, prefix: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until at least `n` lines start with `prefix`, and returns them.
+    pub fn wait_lines(&self, prefix: &str, n: usize, timeout: Duration) -> Vec<String> {
+        wait_until(
+            timeout,
+            &format!("{n} log line(s) starting with {prefix:?}"),
+            || {
+                let lines = self.lines(prefix);
+                (lines.len() >= n).then_some(lines)
+            },
+        )
+    }
+
+    /// Whether it is still running (reaps it if it exited).
+    pub fn is_running(&self) -> bool {
+        // /proc/PID/stat state Z means exited but not yet reaped by us.
+        match fs::read_to_string(format!("/proc/{}/stat", self.pid())) {
+            Ok(s) => !s
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    /// Sends `sig` to it.
+    pub fn signal(&self, sig: i32) {
+        crate::kill(self.pid(), sig).expect("signal config-reloader");
+    }
+
+    /// Waits for it to exit and returns the status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        wait_until(timeout, "config-reloader to exit", || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(10))
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs config-reloader to completion (bad configuration, `--check`, `--help`) and returns
+/// (exit status, stdout, stderr).
+pub fn run_to_exit(
+    bin: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (ExitStatus, String, String) {
+    let out = command(bin, env, args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Exit code, or 128 + signal for a process killed by a signal (as a shell reports it).
+pub fn code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// `OsStr` helper for building env lists from paths.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap_or_else(|| {
+        panic!(
+            "test path is not UTF-8: {}",
+            OsStr::new(p).to_string_lossy()
+        )
+    })
+}

@@ -1,0 +1,714 @@
+//! The core promise, end to end: the real binary, real directories, real inotify, and a real
+//! target process (`sigrecord`) that records every signal it receives and re-reads the config
+//! when it does. Each test asserts what an operator would check: how many reloads the app got
+//! and which content it saw.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::Duration;
+
+use testkit::kubelet::{UpdateOptions, Volume};
+use testkit::recorder::{Mode, Options, Received, Recorder};
+use testkit::reloader::{code, path_str, run_to_exit, Reloader};
+use testkit::{wait_until, TempDir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
+/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
+const T: Duration = Duration::from_secs(10);
+/// How long we watch for a signal that must NOT come: well past the 100 ms default debounce.
+const QUIET: Duration = Duration::from_millis(600);
+
+fn bin() -> &'static Path {
+    Path::new(BIN)
+}
+
+/// An app named `name` that catches SIGHUP and re-reads `read`.
+fn spawn_app(name: &str, read: &Path) -> Recorder {
+    Recorder::spawn(Options {
+        name: Some(name.into()),
+        read: Some(read.into()),
+        ..Options::default()
+    })
+}
+
+fn start(dir: &Path, name: &str, extra: &[(&str, &str)]) -> Reloader {
+    let mut env = vec![("CONFIG_DIR", path_str(dir)), ("PROCESS_NAME", name)];
+    env.extend_from_slice(extra);
+    Reloader::start(bin(), &env, &[])
+}
+
+fn contents(got: &[Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| match &r.content {
+            Ok(b) => String::from_utf8_lossy(b).into_owned(),
+            Err(e) => format!("errno {e}"),
+        })
+        .collect()
+}
+
+/// Waits for signal number `n` and checks that no further one follows within [`QUIET`].
+fn expect_exactly(app: &Recorder, n: usize) -> Vec<Received> {
+    app.wait_received(n, T);
+    // Proving an absence needs a pause: nothing else can be awaited.
+    sleep(QUIET);
+    let got = app.received();
+    assert_eq!(
+        got.len(),
+        n,
+        "expected exactly {n} signal(s), got {:?}",
+        contents(&got)
+    );
+    got
+}
+
+fn kv(files: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static [u8])> {
+    files.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
+}
+
+#[test]
+fn kubelet_update_sends_exactly_one_sighup_and_the_app_sees_the_new_content() {
+    let dir = TempDir::new("kubelet-one").unwrap();
+    let vol = Volume::create(dir.path(), &kv(&[("app.conf", "v1"), ("other.conf", "o1")])).unwrap();
+    let app = spawn_app("kubeapp", &dir.join("app.conf"));
+    let rel = start(dir.path(), "kubeapp", &[]);
+
+    assert!(vol
+        .update(&kv(&[("app.conf", "v2"), ("other.conf", "o1")]))
+        .unwrap());
+    let got = expect_exactly(&app, 1);
+    assert_eq!(contents(&got), ["v2"]);
+    assert_eq!(got[0].signo, libc::SIGHUP);
+
+    assert!(vol
+        .update(&kv(&[("app.conf", "v3"), ("other.conf", "o2")]))
+        .unwrap());
+    assert_eq!(contents(&expect_exactly(&app, 2)), ["v2", "v3"]);
+    assert_eq!(rel.lines("info reloaded").len(), 2, "{}", rel.log());
+}
+
+#[test]
+fn first_population_of_an_empty_volume_is_one_reload() {
+    let dir = TempDir::new("kubelet-first").unwrap();
+    let app = spawn_app("firstpop", &dir.join("app.conf"));
+    let _rel = start(dir.path(), "firstpop", &[]);
+    Volume::create(
+        dir.path(),
+        &kv(&[("app.conf", "hello"), ("b", "1"), ("c", "2")]),
+    )
+    .unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["hello"]);
+}
+
+#[test]
+fn key_added_and_key_removed_are_one_reload_each() {
+    let dir = TempDir::new("kubelet-keys").unwrap();
+    let vol = Volume::create(dir.path(), &kv(&[("app.conf", "a")])).unwrap();
+    let app = spawn_app("keysapp", &dir.join("new.conf"));
+    let _rel = start(dir.path(), "keysapp", &[]);
+
+    vol.update(&kv(&[("app.conf", "a"), ("new.conf", "added")]))
+        .unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["added"]);
+    assert!(dir.join("new.conf").exists());
+
+    vol.update(&kv(&[("app.conf", "a")])).unwrap();
+    let got = expect_exactly(&app, 2);
+    assert_eq!(
+        got[1].content,
+        Err(libc::ENOENT),
+        "the removed key is gone when the app reloads"
+    );
+}
+
+#[test]
+fn slow_legacy_and_fsgroup_writers_still_give_one_fresh_reload() {
+    let dir = TempDir::new("kubelet-slow").unwrap();
+    let files = |v: &'static str| kv(&[("a.conf", v), ("b.conf", v), ("sub/c.conf", v)]);
+    let vol = Volume::create(dir.path(), &files("1")).unwrap();
+    let app = spawn_app("slowapp", &dir.join("sub/c.conf"));
+    let _rel = start(dir.path(), "slowapp", &[]);
+
+    // Pauses between keys longer than the debounce: the commit is what counts.
+    let slow = UpdateOptions {
+        pause_between_keys: Some(Duration::from_millis(250)),
+        ..UpdateOptions::default()
+    };
+    vol.update_with(&files("2"), &slow)
+        .unwrap()
+        .expect("changed");
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["2"]);
+
+    let legacy = UpdateOptions {
+        legacy_order: true,
+        fsgroup: Some(0),
+        ..UpdateOptions::default()
+    };
+    vol.update_with(&files("3"), &legacy)
+        .unwrap()
+        .expect("changed");
+    assert_eq!(contents(&expect_exactly(&app, 2)), ["2", "3"]);
+}
+
+#[test]
+fn chmod_touch_fsgroup_pass_and_same_content_swap_send_nothing() {
+    let dir = TempDir::new("noop").unwrap();
+    let vol = Volume::create(dir.path(), &kv(&[("app.conf", "same")])).unwrap();
+    let plain = TempDir::new("noop-plain").unwrap();
+    fs::write(plain.join("p.conf"), "p").unwrap();
+    let app = spawn_app("noopapp", &dir.join("app.conf"));
+    let env = format!("{},{}", path_str(dir.path()), path_str(plain.path()));
+    let rel = Reloader::start(
+        bin(),
+        &[
+            ("CONFIG_DIR", &env),
+            ("PROCESS_NAME", "noopapp"),
+            ("VERBOSE", "true"),
+        ],
+        &[],
+    );
+
+    let unchanged = |n: usize| rel.wait_lines("debug content unchanged", n, T);
+    // The kubelet swaps even on equal content (1.30+ relinks, old fsGroup passes chmod).
+    let swap = UpdateOptions {
+        swap_on_equal: true,
+        fsgroup: Some(0),
+        ..UpdateOptions::default()
+    };
+    vol.update_with(&kv(&[("app.conf", "same")]), &swap)
+        .unwrap()
+        .expect("swapped");
+    unchanged(1);
+    fs::set_permissions(plain.join("p.conf"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(plain.join("p.conf"), "p").unwrap(); // same bytes rewritten
+    unchanged(2);
+    Command::new("touch")
+        .arg(plain.join("p.conf"))
+        .status()
+        .unwrap();
+    sleep(QUIET); // touch raises only IN_ATTRIB, which we never ask for: nothing to await
+    assert!(
+        app.received().is_empty(),
+        "no-op changes signalled: {:?}",
+        contents(&app.received())
+    );
+
+    vol.update(&kv(&[("app.conf", "different")])).unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["different"]);
+}
+
+#[test]
+fn in_place_truncate_and_write_is_one_reload() {
+    let dir = TempDir::new("inplace").unwrap();
+    fs::write(dir.join("app.conf"), "old").unwrap();
+    let app = spawn_app("inplace", &dir.join("app.conf"));
+    let _rel = start(dir.path(), "inplace", &[]);
+    // Like `echo new > app.conf` or `kubectl cp`: truncate, then write in two pieces.
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(dir.join("app.conf"))
+        .unwrap();
+    f.write_all(b"ne").unwrap();
+    f.write_all(b"w").unwrap();
+    drop(f);
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["new"]);
+}
+
+#[test]
+fn sed_in_place_is_one_reload() {
+    let dir = TempDir::new("sed").unwrap();
+    fs::write(dir.join("app.conf"), "listen 80\n").unwrap();
+    let app = spawn_app("sedapp", &dir.join("app.conf"));
+    let _rel = start(dir.path(), "sedapp", &[]);
+    let ok = Command::new("sed")
+        .args(["-i", "s/80/8080/"])
+        .arg(dir.join("app.conf"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["listen 8080\n"]);
+}
+
+#[test]
+fn vim_style_save_is_one_reload() {
+    let dir = TempDir::new("vim").unwrap();
+    let f = dir.join("app.conf");
+    fs::write(&f, "old").unwrap();
+    let app = spawn_app("vimapp", &f);
+    let _rel = start(dir.path(), "vimapp", &[]);
+    // What vim does on :w with backupcopy=no: swap file churn, the 4913 probe, rename to a
+    // backup, write a new file, delete the backup.
+    fs::write(dir.join(".app.conf.swp"), "swap").unwrap();
+    fs::write(dir.join("4913"), "").unwrap();
+    fs::remove_file(dir.join("4913")).unwrap();
+    fs::rename(&f, dir.join("app.conf~")).unwrap();
+    fs::write(&f, "new").unwrap();
+    fs::remove_file(dir.join("app.conf~")).unwrap();
+    fs::write(dir.join(".app.conf.swp"), "swap2").unwrap();
+    fs::remove_file(dir.join(".app.conf.swp")).unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["new"]);
+}
+
+#[test]
+fn storm_of_200_updates_gives_a_handful_of_signals_and_the_last_sees_the_final_content() {
+    let dir = TempDir::new("storm").unwrap();
+    let vol = Volume::create(dir.path(), &[("app.conf", b"0".as_slice())]).unwrap();
+    let app = spawn_app("stormapp", &dir.join("app.conf"));
+    let _rel = start(dir.path(), "stormapp", &[]);
+    for i in 1..=200 {
+        let v = i.to_string();
+        vol.update(&[("app.conf", v.as_bytes())]).unwrap();
+    }
+    let got = wait_until(T, "a signal that saw the final content", || {
+        let got = app.received();
+        (contents(&got).last().map(String::as_str) == Some("200")).then_some(got)
+    });
+    sleep(QUIET);
+    let after = app.received();
+    assert_eq!(
+        after.len(),
+        got.len(),
+        "a signal came after the final content was seen"
+    );
+    assert!(
+        (1..=5).contains(&got.len()),
+        "{} signals for a storm of 200 updates",
+        got.len()
+    );
+}
+
+#[test]
+fn restarted_target_is_found_again_by_name() {
+    let dir = TempDir::new("restart").unwrap();
+    fs::write(dir.join("app.conf"), "1").unwrap();
+    let first = spawn_app("restartme", &dir.join("app.conf"));
+    let rel = start(dir.path(), "restartme", &[]);
+    fs::write(dir.join("app.conf"), "2").unwrap();
+    expect_exactly(&first, 1);
+    drop(first);
+
+    let second = spawn_app("restartme", &dir.join("app.conf"));
+    fs::write(dir.join("app.conf"), "3").unwrap();
+    assert_eq!(contents(&expect_exactly(&second, 1)), ["3"]);
+    let pids: Vec<String> = rel
+        .lines("info reloaded")
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    assert_ne!(pids[0], pids[1], "the second reload went to the new pid");
+}
+
+#[test]
+fn absent_target_is_logged_and_reached_once_it_appears() {
+    let dir = TempDir::new("absent").unwrap();
+    fs::write(dir.join("app.conf"), "1").unwrap();
+    let rel = start(dir.path(), "latecomer", &[]);
+    assert!(
+        rel.log().contains("warn no process named latecomer"),
+        "{}",
+        rel.log()
+    );
+    fs::write(dir.join("app.conf"), "2").unwrap();
+    rel.wait_lines("warn no process named latecomer", 2, T);
+    assert!(rel.is_running());
+
+    let app = spawn_app("latecomer", &dir.join("app.conf"));
+    fs::write(dir.join("app.conf"), "3").unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["3"]);
+}
+
+#[test]
+fn a_27_character_name_matches_and_its_15_char_prefix_does_not() {
+    let dir = TempDir::new("longname").unwrap();
+    fs::write(dir.join("app.conf"), "1").unwrap();
+    let long = "my-very-long-process-name27";
+    assert_eq!(long.len(), 27);
+    let app = spawn_app(long, &dir.join("app.conf"));
+    // Another program sharing the first 15 chars must not be signalled.
+    let cousin = spawn_app("my-very-long-process-other", &dir.join("app.conf"));
+    let rel = start(dir.path(), long, &[]);
+    fs::write(dir.join("app.conf"), "2").unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["2"]);
+    assert!(cousin.received().is_empty());
+    drop(rel);
+
+    // The 15-char comm itself is not the name: no match, so nothing is signalled.
+    let rel = start(dir.path(), &long[..15], &[]);
+    fs::write(dir.join("app.conf"), "3").unwrap();
+    rel.wait_lines(&format!("warn no process named {}", &long[..15]), 2, T);
+    assert_eq!(app.received().len(), 1, "a prefix of the name matched");
+}
+
+#[test]
+fn parent_and_children_with_the_same_name_roots_by_default_all_on_request() {
+    let dir = TempDir::new("workers").unwrap();
+    fs::write(dir.join("app.conf"), "1").unwrap();
+    let master = Recorder::spawn(Options {
+        name: Some("masterapp".into()),
+        read: Some(dir.join("app.conf")),
+        children: 2,
+        ..Options::default()
+    });
+    let roots = start(dir.path(), "masterapp", &[]);
+    fs::write(dir.join("app.conf"), "2").unwrap();
+    let got = expect_exactly(&master, 1);
+    assert_eq!(
+        got[0].pid,
+        master.reported_pids()[0],
+        "only the master (root) was signalled"
+    );
+    drop(roots);
+
+    let _all = start(dir.path(), "masterapp", &[("RELOAD_TARGETS", "all")]);
+    fs::write(dir.join("app.conf"), "3").unwrap();
+    let got = expect_exactly(&master, 4);
+    let mut pids: Vec<i32> = got[1..].iter().map(|r| r.pid).collect();
+    pids.sort();
+    let mut want = master.reported_pids().to_vec();
+    want.sort();
+    assert_eq!(pids, want, "every match was signalled once");
+}
+
+#[test]
+fn two_directories_are_both_watched() {
+    let a = TempDir::new("two-a").unwrap();
+    let b = TempDir::new("two-b").unwrap();
+    fs::write(a.join("a.conf"), "a1").unwrap();
+    fs::write(b.join("b.conf"), "b1").unwrap();
+    let app = spawn_app("twodirs", &b.join("b.conf"));
+    let env = format!("{},{}", path_str(a.path()), path_str(b.path()));
+    let _rel = Reloader::start(
+        bin(),
+        &[("CONFIG_DIR", &env), ("PROCESS_NAME", "twodirs")],
+        &[],
+    );
+    fs::write(b.join("b.conf"), "b2").unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["b2"]);
+    fs::write(a.join("a.conf"), "a2").unwrap();
+    expect_exactly(&app, 2);
+}
+
+#[test]
+fn subdirectories_created_later_are_watched() {
+    let dir = TempDir::new("subdirs").unwrap();
+    let app = spawn_app("subapp", &dir.join("conf.d/deep/x.conf"));
+    let _rel = start(dir.path(), "subapp", &[]);
+    fs::create_dir_all(dir.join("conf.d/deep")).unwrap();
+    fs::write(dir.join("conf.d/deep/x.conf"), "x1").unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 1)), ["x1"]);
+    fs::write(dir.join("conf.d/deep/x.conf"), "x2").unwrap();
+    assert_eq!(contents(&expect_exactly(&app, 2)), ["x1", "x2"]);
+}
+
+#[test]
+fn sigusr1_and_realtime_signals_are_sent_as_configured() {
+    let dir = TempDir::new("usr1").unwrap();
+    fs::write(dir.join("app.conf"), "1").unwrap();
+    let app = Recorder::spawn(Options {
+        name: Some("usr1app".into()),
+        read: Some(dir.join("app.conf")),
+        mode: Mode::Catch("USR1,RTMIN+2".into()),
+        ..Options::default()
+    });
+    let rel = start(dir.path(), "usr1app", &[("RELOAD_SIGNAL", "SIGUSR1")]);
+    fs::write(dir.join("app.conf"), "2").unwrap();
+    assert_eq!(expect_exactly(&app, 1)[0].signo, libc::SIGUSR1);
+    drop(rel);
+    let _rel = Reloader::start(
+        bin(),
+        &[
+            ("CONFIG_DIR", path_str(dir.path())),
+            ("PROCESS_NAME", "usr1app"),
+        ],
+        &["--signal", "rtmin+2"],
+    );
+    fs::write(dir.join("app.conf"), "3").unwrap();
+    assert_eq!(expect_exactly(&app, 2)[1].signo, 36);
+}
+
+#[test]
+fn a_target_that_does_not_handle_sighup_is_not_killed() {
+    let dir = TempDir::new("nohandler").unwrap();
+    fs::write(dir.join("app.conf"), "1").unwrap();
+    let mut app = Recorder::spawn(Options {
+        name: Some("fragile".into()),
+        mode: Mode::Default,
+        ..Options::default()
+    });
+    let rel = start(dir.path(), "fragile", &[]);
+    // Warned at start already, then refused at the change.
+    fs::write(dir.join("app.conf"), "2").unwrap();
+    let refused = rel.wait_lines("warn refusing to send SIGHUP", 2, T);
+    assert!(
+        refused[1].contains(&format!("pid={}", app.pid())),
+        "{refused:?}"
+    );
+    assert!(app.is_alive(), "the app was killed");
+    drop(rel);
+
+    // A signalfd app blocks SIGHUP instead of catching it: that counts as handled.
+    let blocker = Recorder::spawn(Options {
+        name: Some("blocker".into()),
+        read: Some(dir.join("app.conf")),
+        mode: Mode::Block("HUP".into()),
+        ..Options::default()
+    });
+    let _rel = start(dir.path(), "blocker", &[]);
+    fs::write(dir.join("app.conf"), "3").unwrap();
+    assert_eq!(contents(&expect_exactly(&blocker, 1)), ["3"]);
+
+    // RELOAD_FORCE sends anyway, and the default action does what it does.
+    let _forced = start(dir.path(), "fragile", &[("RELOAD_FORCE", "true")]);
+    fs::write(dir.join("app.conf"), "4").unwrap();
+    assert_eq!(app.killed_by(T), Some(libc::SIGHUP));
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line_and_signals_nothing() {
+    let dir = TempDir::new("badinput").unwrap();
+    let app = spawn_app("badinput", &dir.join("app.conf"));
+    let d = path_str(dir.path());
+    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>, &str)> = vec![
+        (vec![("PROCESS_NAME", "badinput")], vec![], "CONFIG_DIR"),
+        (vec![("CONFIG_DIR", d)], vec![], "PROCESS_NAME"),
+        (
+            vec![("CONFIG_DIR", d), ("PROCESS_NAME", "")],
+            vec![],
+            "PROCESS_NAME",
+        ),
+        (
+            vec![
+                ("CONFIG_DIR", "/nonexistent/dir"),
+                ("PROCESS_NAME", "badinput"),
+            ],
+            vec![],
+            "/nonexistent/dir",
+        ),
+        (
+            vec![
+                ("CONFIG_DIR", "/etc/hostname"),
+                ("PROCESS_NAME", "badinput"),
+            ],
+            vec![],
+            "not a directory",
+        ),
+        (
+            vec![
+                ("CONFIG_DIR", d),
+                ("PROCESS_NAME", "badinput"),
+                ("RELOAD_SIGNAL", "SIGFOO"),
+            ],
+            vec![],
+            "RELOAD_SIGNAL=\"SIGFOO\"",
+        ),
+        (
+            vec![
+                ("CONFIG_DIR", d),
+                ("PROCESS_NAME", "badinput"),
+                ("RELOAD_DEBOUNCE", "fast"),
+            ],
+            vec![],
+            "RELOAD_DEBOUNCE=\"fast\"",
+        ),
+        (
+            vec![("CONFIG_DIR", d), ("PROCESS_NAME", "badinput")],
+            vec!["--max-delay", "10"],
+            "--max-delay=\"10\"",
+        ),
+        (
+            vec![("CONFIG_DIR", d), ("PROCESS_NAME", "badinput")],
+            vec!["--targets=kids"],
+            "--targets=\"kids\"",
+        ),
+        (
+            vec![("CONFIG_DIR", d), ("PROCESS_NAME", "badinput")],
+            vec!["--frobnicate"],
+            "--frobnicate",
+        ),
+        (
+            vec![
+                ("CONFIG_DIR", d),
+                ("PROCESS_NAME", "badinput"),
+                ("VERBOSE", "loud"),
+            ],
+            vec![],
+            "VERBOSE=\"loud\"",
+        ),
+        (
+            vec![
+                ("CONFIG_DIR", d),
+                ("PROCESS_NAME", "badinput"),
+                ("LOG_FORMAT", "xml"),
+            ],
+            vec![],
+            "LOG_FORMAT=\"xml\"",
+        ),
+    ];
+    for (env, args, names) in cases {
+        let (status, stdout, stderr) = run_to_exit(bin(), &env, &args);
+        assert_eq!(code(status), 2, "{env:?} {args:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{env:?} {args:?}: not one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(names),
+            "{env:?} {args:?}: {stderr:?} does not name {names:?}"
+        );
+        assert!(stdout.is_empty());
+    }
+    sleep(QUIET);
+    assert!(app.received().is_empty(), "bad input signalled the app");
+}
+
+#[test]
+fn sigterm_and_sigint_exit_0() {
+    let dir = TempDir::new("term").unwrap();
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut rel = start(dir.path(), "nobody-here", &[]);
+        rel.signal(sig);
+        assert_eq!(code(rel.wait_exit(T)), 0, "{}", rel.log());
+        assert!(
+            rel.log()
+                .lines()
+                .last()
+                .unwrap()
+                .starts_with("info exiting"),
+            "{}",
+            rel.log()
+        );
+    }
+}
+
+#[test]
+fn check_reports_targets_and_exits_0_or_1() {
+    let dir = TempDir::new("check").unwrap();
+    Volume::create(dir.path(), &kv(&[("app.conf", "x")])).unwrap();
+    let env = [
+        ("CONFIG_DIR", path_str(dir.path())),
+        ("PROCESS_NAME", "checkapp"),
+    ];
+    let (status, stdout, _) = run_to_exit(bin(), &env, &["--check"]);
+    assert_eq!(code(status), 1, "{stdout}");
+    assert!(stdout.contains("no process named checkapp"), "{stdout}");
+
+    let app = spawn_app("checkapp", &dir.join("app.conf"));
+    let (status, stdout, _) = run_to_exit(bin(), &env, &["--check"]);
+    assert_eq!(code(status), 0, "{stdout}");
+    assert!(stdout.contains("kubelet volume"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("target pid={}", app.pid())),
+        "{stdout}"
+    );
+    assert!(app.received().is_empty(), "--check must not signal");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = TempDir::new("json").unwrap();
+    fs::write(dir.join("app.conf"), "1").unwrap();
+    let app = spawn_app("jsonapp", &dir.join("app.conf"));
+    let rel = Reloader::start(
+        bin(),
+        &[
+            ("CONFIG_DIR", path_str(dir.path())),
+            ("PROCESS_NAME", "jsonapp"),
+            ("LOG_FORMAT", "json"),
+        ],
+        &[],
+    );
+    fs::write(dir.join("app.conf"), "2").unwrap();
+    app.wait_received(1, T);
+    let line = wait_until(T, "a JSON reloaded line", || {
+        rel.log()
+            .lines()
+            .find(|l| l.contains("\"msg\":\"reloaded\""))
+            .map(str::to_string)
+    });
+    assert!(
+        line.starts_with("{\"level\":\"info\",\"msg\":\"reloaded\",\"pid\":"),
+        "{line}"
+    );
+    assert!(line.ends_with('}'));
+    assert!(
+        rel.log()
+            .lines()
+            .all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{}",
+        rel.log()
+    );
+}
+
+/// Runs `cmd` inside the PID and mount namespaces of `pid1` (a process started by
+/// `unshare --pid --fork --mount-proc`), so it sees that namespace's /proc.
+fn in_namespace_of(pid1: i32) -> Vec<std::ffi::OsString> {
+    ["nsenter", "-t", &pid1.to_string(), "-p", "-m", "--"]
+        .iter()
+        .map(Into::into)
+        .collect()
+}
+
+#[test]
+fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
+    let dir = TempDir::new("podns").unwrap();
+    fs::write(dir.join("app.conf"), "1").unwrap();
+    // PID 1 stands in for `pause`: it records any signal it gets, so one sent to it would show.
+    let pause = Recorder::spawn(Options {
+        name: Some("pause".into()),
+        wrapper: ["unshare", "--pid", "--fork", "--mount-proc"]
+            .iter()
+            .map(Into::into)
+            .collect(),
+        ..Options::default()
+    });
+    assert_eq!(
+        pause.reported_pids(),
+        [1],
+        "pause is PID 1 of the new namespace"
+    );
+    let app = Recorder::spawn(Options {
+        name: Some("podapp".into()),
+        read: Some(dir.join("app.conf")),
+        wrapper: in_namespace_of(pause.pid()),
+        ..Options::default()
+    });
+    assert_ne!(app.reported_pids()[0], 1);
+
+    let mut cmd = Command::new("nsenter");
+    cmd.args(["-t", &pause.pid().to_string(), "-p", "-m", "--", BIN]);
+    cmd.env_clear()
+        .env("CONFIG_DIR", dir.path())
+        .env("PROCESS_NAME", "podapp");
+    let rel = Reloader::start_command(cmd);
+    assert!(
+        !rel.log().contains("no other process is visible"),
+        "{}",
+        rel.log()
+    );
+    fs::write(dir.join("app.conf"), "2").unwrap();
+    let got = expect_exactly(&app, 1);
+    assert_eq!(contents(&got), ["2"]);
+    assert!(pause.received().is_empty(), "PID 1 (pause) was signalled");
+    assert!(
+        rel.log()
+            .contains(&format!("info reloaded pid={} ", app.reported_pids()[0])),
+        "{}",
+        rel.log()
+    );
+
+    // With PROCESS_NAME=pause, PID 1 matches by name and is signalled (docker --pid=container:app).
+    let mut cmd = Command::new("nsenter");
+    cmd.args(["-t", &pause.pid().to_string(), "-p", "-m", "--", BIN]);
+    cmd.env_clear()
+        .env("CONFIG_DIR", dir.path())
+        .env("PROCESS_NAME", "pause");
+    let _rel = Reloader::start_command(cmd);
+    fs::write(dir.join("app.conf"), "3").unwrap();
+    assert_eq!(expect_exactly(&pause, 1)[0].pid, 1);
+}
