@@ -30,7 +30,8 @@ const USAGE: &str = "usage: sigrecord --out FILE [--read PATH] [--catch SIGS] [-
 [--ignore SIGS] [--default] [--children N]
   --out FILE      append one line per event to FILE (mandatory)
   --read PATH     on each signal, re-read PATH (following symlinks) and record its content
-  --catch SIGS    install handlers for SIGS (comma list: HUP,USR1,RTMIN+2,10); default HUP
+  --catch SIGS    install handlers for SIGS (comma list: HUP,USR1,RTMIN+2,10); HUP if no
+                  --catch/--block/--ignore/--default is given
   --block SIGS    block SIGS and consume them from a signalfd, like signalfd-based apps
   --ignore SIGS   set SIGS to SIG_IGN; they are never recorded
   --default       catch nothing: SIGHUP keeps its default action and kills the process
@@ -317,6 +318,9 @@ impl State<'_> {
                     events.push((signo, sys::monotonic_ns()));
                 }
             }
+            // One batch may hold signals from the pipe and the signalfd: record them in the
+            // order they arrived.
+            events.sort_by_key(|&(_, t_ns)| t_ns);
             for (signo, t_ns) in events {
                 if signo == libc::SIGCHLD && !self.args.catch.contains(&signo) {
                     self.reap(false);
