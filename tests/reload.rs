@@ -714,3 +714,47 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
     fs::write(dir.join("app.conf"), "3").unwrap();
     assert_eq!(expect_exactly(&pause, 1)[0].pid, 1);
 }
+
+#[test]
+fn subpath_and_single_file_mounts_are_warned_about_at_start() {
+    // A subPath mount binds the resolved `..<timestamp>/key` file; reproduce one in a private
+    // mount namespace, plus a single-file bind mount, and start the reloader in there.
+    let vol_dir = TempDir::new("subpath-vol").unwrap();
+    Volume::create(vol_dir.path(), &kv(&[("app.conf", "v1")])).unwrap();
+    let resolved = Volume::open(vol_dir.path())
+        .data_dir()
+        .unwrap()
+        .join("app.conf");
+    let plain = TempDir::new("subpath-plain").unwrap();
+    fs::write(plain.join("other.conf"), "o").unwrap();
+    let conf = TempDir::new("subpath-conf").unwrap();
+    fs::write(conf.join("app.conf"), "").unwrap();
+    fs::write(conf.join("other.conf"), "").unwrap();
+    let script = format!(
+        "mount --bind {} {}/app.conf && mount --bind {}/other.conf {}/other.conf && exec {BIN}",
+        resolved.display(),
+        conf.path().display(),
+        plain.path().display(),
+        conf.path().display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CONFIG_DIR", conf.path())
+        .env("PROCESS_NAME", "nobody-here");
+    let rel = Reloader::start_command(cmd);
+    let warnings = rel.lines("warn configuration mount will never change");
+    assert_eq!(warnings.len(), 2, "{}", rel.log());
+    assert!(
+        warnings.iter().any(|w| w.contains("kind=subPath")
+            && w.contains(&format!("{}/app.conf", conf.path().display()))),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("kind=file") && w.contains("other.conf")),
+        "{warnings:?}"
+    );
+}
