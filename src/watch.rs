@@ -55,6 +55,8 @@ pub enum Change {
     Rearmed,
     /// The kernel's event queue overflowed: anything may have changed.
     Overflow,
+    /// A symlink on the path of a configured directory was replaced or removed.
+    Relinked,
 }
 
 impl Change {
@@ -70,6 +72,7 @@ impl Change {
             Change::DirGone => "dir-gone",
             Change::Rearmed => "rearmed",
             Change::Overflow => "queue-overflow",
+            Change::Relinked => "symlink-replaced",
         }
     }
 }
@@ -138,16 +141,22 @@ pub struct Watcher {
     buf: Vec<u8>,
     /// Directories we could not watch because the watch limit was hit, for the log line.
     missed: usize,
+    /// Symlinks on the paths of the configured directories (a root itself or an ancestor), as
+    /// written; the directory holding each is watched so that re-pointing it is noticed.
+    links: Vec<PathBuf>,
 }
 
 impl Watcher {
     /// Creates the inotify instance and watches every configured tree.
     pub fn new(roots: &[PathBuf], log: &Logger) -> io::Result<Watcher> {
         let inotify = Inotify::init().map_err(|e| match e.raw_os_error() {
-            Some(libc::EMFILE) => io::Error::new(
-                e.kind(),
-                format!("cannot create an inotify instance: too many instances for this user (EMFILE); raise fs.inotify.max_user_instances (now {}), shared by every container of this UID on the node", sysctl("max_user_instances")),
-            ),
+            Some(libc::EMFILE) => {
+                let (name, now) = limit("instances");
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create an inotify instance: too many instances for this user (EMFILE); raise {name} (now {now}), shared by every container of this UID on the node"),
+                )
+            }
             _ => io::Error::new(e.kind(), format!("cannot create an inotify instance: {e}")),
         })?;
         let mut w = Watcher {
@@ -158,6 +167,7 @@ impl Watcher {
             // Room for many events per read; one event needs at most 16 + NAME_MAX + 1 bytes.
             buf: vec![0; 16 * 1024],
             missed: 0,
+            links: Vec::new(),
         };
         w.rearm(log);
         w.report_missed(log);
@@ -262,6 +272,19 @@ impl Watcher {
             *pending_rearm = true;
             return content.then_some(Change::DirGone);
         }
+        if let Some(link) = self.replaced_link(&dir, mask, name) {
+            // Our watches sit on the inodes the link used to lead to, which never hear of the
+            // swap: forget them and arm the path again, wherever it leads now.
+            for i in 0..self.roots.len() {
+                if self.roots[i].starts_with(&link) {
+                    let root = self.roots[i].clone();
+                    self.forget_tree(&root);
+                    self.armed[i] = false;
+                }
+            }
+            *pending_rearm = true;
+            return Some(Change::Relinked);
+        }
         if self.armed.iter().any(|a| !a) && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
         {
             *pending_rearm = true;
@@ -294,27 +317,70 @@ impl Watcher {
                 continue;
             }
             let root = self.roots[i].clone();
-            if std::fs::metadata(&root)
-                .map(|m| m.is_dir())
-                .unwrap_or(false)
-                && self.add_tree(&root, log)
-            {
-                self.armed[i] = true;
-                rearmed = true;
-                continue;
-            }
-            let mut dir = root.parent();
-            while let Some(d) = dir {
-                if self.add(d, false, log).is_some() {
+            // A directory on the way that appears between our look and our watch on its
+            // parent sends that watch no event: look again, at most once per level.
+            for _ in 0..=root.components().count() {
+                let was_dir = is_dir(&root);
+                if was_dir && self.add_tree(&root, log) {
+                    self.armed[i] = true;
+                    rearmed = true;
+                    self.watch_links(&root, log);
                     break;
                 }
-                dir = d.parent();
+                match self.watch_nearest_ancestor(&root, log) {
+                    Some(below) if (below != root || !was_dir) && is_dir(&below) => continue,
+                    _ => break,
+                }
             }
         }
         if self.armed.iter().all(|a| *a) {
             self.drop_ancestors();
         }
         rearmed
+    }
+
+    /// Watches the nearest existing ancestor of `root`, as a non-content watch that tells us
+    /// when the way down comes back. Returns the path one level below it, if one was watched.
+    fn watch_nearest_ancestor(&mut self, root: &Path, log: &Logger) -> Option<PathBuf> {
+        let mut below = root;
+        while let Some(dir) = holder(below) {
+            if self.add(dir, false, log).is_some() {
+                return Some(below.to_path_buf());
+            }
+            below = dir;
+        }
+        None
+    }
+
+    /// Watches the directory holding each symlink on the way to `root` (`root` included): a
+    /// link re-pointed with `ln -sfn` or a rename over it changes what the app reads, but only
+    /// the link's own directory hears of it.
+    fn watch_links(&mut self, root: &Path, log: &Logger) {
+        for path in root.ancestors() {
+            let is_link = path
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink());
+            let Some(dir) = holder(path).filter(|_| is_link) else {
+                continue;
+            };
+            if self.add(dir, false, log).is_some() && !self.links.iter().any(|l| l == path) {
+                self.links.push(path.to_path_buf());
+            }
+        }
+    }
+
+    /// The watched symlink that an event in `dir` replaced or removed, if any.
+    fn replaced_link(&self, dir: &Path, mask: EventMask, name: Option<&OsStr>) -> Option<PathBuf> {
+        let name = name?;
+        if !mask.intersects(
+            EventMask::CREATE | EventMask::MOVED_TO | EventMask::DELETE | EventMask::MOVED_FROM,
+        ) {
+            return None;
+        }
+        self.links
+            .iter()
+            .find(|l| holder(l) == Some(dir) && l.file_name() == Some(name))
+            .cloned()
     }
 
     /// Watches `dir` and every real subdirectory below it (not symlinks, not `..` internals).
@@ -384,14 +450,15 @@ impl Watcher {
             return;
         }
         let needed = self.count() + self.missed;
+        let (name, now) = limit("watches");
         log.error(
             "inotify watch limit reached; some directories are not watched",
             &[
-                ("sysctl", "fs.inotify.max_user_watches".into()),
-                ("limit", sysctl("max_user_watches").into()),
+                ("sysctl", name.as_str().into()),
+                ("limit", now.into()),
                 ("watched", self.count().into()),
                 ("unwatched", self.missed.into()),
-                ("hint", format!("raise fs.inotify.max_user_watches to at least {needed} plus what other processes of this UID use on the node").into()),
+                ("hint", format!("raise {name} to at least {needed} plus what other processes of this UID use on the node").into()),
             ],
         );
         self.missed = 0;
@@ -413,11 +480,19 @@ impl Watcher {
         }
     }
 
+    /// Drops the non-content watches that were only waiting for a missing directory; the
+    /// ones holding a symlink of [`Watcher::links`] stay.
     fn drop_ancestors(&mut self) {
         let ancestors: Vec<i32> = self
             .entries
             .iter()
-            .filter(|(_, e)| !e.content)
+            .filter(|(_, e)| {
+                !e.content
+                    && !self
+                        .links
+                        .iter()
+                        .any(|l| holder(l) == Some(e.path.as_path()))
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in ancestors {
@@ -440,11 +515,44 @@ impl Watcher {
     }
 }
 
+fn is_dir(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// The directory holding `path`, as inotify must be given it: a bare relative name like
+/// `conf` is held by `.`, not by the empty path that `Path::parent` returns (which cannot be
+/// watched, and would leave a deleted relative directory unwatched for good).
+fn holder(path: &Path) -> Option<&Path> {
+    match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => (path != Path::new(".")).then_some(Path::new(".")),
+        other => other,
+    }
+}
+
 /// Reads `/proc/sys/fs/inotify/NAME` for log lines; "unknown" if unreadable.
 fn sysctl(name: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// The per-UID inotify limit on `what` (`watches` or `instances`) that is in force, as (sysctl
+/// name, value) for log lines. Each user namespace has its own `user.max_inotify_*`, checked
+/// together with the host's `fs.inotify.max_user_*` (user_namespaces(7)); in the initial
+/// namespace both are the same number, inside a user namespace the lower one is what bites.
+fn limit(what: &str) -> (String, String) {
+    let read =
+        |path: String| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let host = read(format!("/proc/sys/fs/inotify/max_user_{what}"));
+    let userns = read(format!("/proc/sys/user/max_inotify_{what}"));
+    match (host, userns) {
+        (Some(h), Some(u)) if u < h => (format!("user.max_inotify_{what}"), u.to_string()),
+        (None, Some(u)) => (format!("user.max_inotify_{what}"), u.to_string()),
+        (h, _) => (
+            format!("fs.inotify.max_user_{what}"),
+            h.map_or_else(|| "unknown".to_string(), |h| h.to_string()),
+        ),
+    }
 }
 
 /// A mount under or above a configured directory that the kubelet will never update.
@@ -611,6 +719,15 @@ mod tests {
         assert_eq!(c(EventMask::DELETE, "a"), Some(Change::Removed));
         assert_eq!(c(EventMask::CREATE, "a"), Some(Change::Created));
         assert_eq!(classify(EventMask::CLOSE_WRITE, None), None);
+    }
+
+    #[test]
+    fn a_bare_relative_name_is_held_by_dot() {
+        assert_eq!(holder(Path::new("conf")), Some(Path::new(".")));
+        assert_eq!(holder(Path::new("a/conf")), Some(Path::new("a")));
+        assert_eq!(holder(Path::new("/etc/conf")), Some(Path::new("/etc")));
+        assert_eq!(holder(Path::new(".")), None);
+        assert_eq!(holder(Path::new("/")), None);
     }
 
     #[test]
