@@ -473,7 +473,9 @@ fn bad_input_exits_2_with_one_line_and_signals_nothing() {
     let dir = TempDir::new("badinput").unwrap();
     let app = spawn_app("badinput", &dir.join("app.conf"));
     let d = path_str(dir.path());
-    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>, &str)> = vec![
+    // (environment, flags, what the error line must name)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("PROCESS_NAME", "badinput")], vec![], "CONFIG_DIR"),
         (vec![("CONFIG_DIR", d)], vec![], "PROCESS_NAME"),
         (
