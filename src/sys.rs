@@ -147,7 +147,7 @@ pub fn join(base: &[u8], name: &[u8]) -> Vec<u8> {
 
 /// The components of a path as `Path::components` sees them: a leading `/` is one component,
 /// empty and `.` components are skipped except a leading `.` of a relative path.
-fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
     let root = path.first() == Some(&b'/');
     let lead_dot = !root && (path == b"." || path.starts_with(b"./"));
     let root_part: Option<&[u8]> = if root {
@@ -173,6 +173,13 @@ pub fn starts_with(path: &[u8], base: &[u8]) -> bool {
 /// Whether two paths name the same components (`/tmp` and `/tmp/` are equal), like `Path`'s `==`.
 pub fn same_path(a: &[u8], b: &[u8]) -> bool {
     components(a).eq(components(b))
+}
+
+/// The last component unless it is `..` (or there is none), like `Path::file_name`.
+pub fn file_name(path: &[u8]) -> Option<&[u8]> {
+    components(path)
+        .last()
+        .filter(|c| *c != b".." && *c != b"." && *c != b"/")
 }
 
 /// The path without its last component, like `Path::parent`: `/a/b` → `/a`, `/a` → `/`,

@@ -139,6 +139,8 @@ pub enum Change {
     Rearmed,
     /// The kernel's event queue overflowed: anything may have changed.
     Overflow,
+    /// A symlink on the path of a configured directory was replaced or removed.
+    Relinked,
 }
 
 impl Change {
@@ -154,6 +156,7 @@ impl Change {
             Change::DirGone => "dir-gone",
             Change::Rearmed => "rearmed",
             Change::Overflow => "queue-overflow",
+            Change::Relinked => "symlink-replaced",
         }
     }
 }
@@ -221,6 +224,9 @@ pub struct Watcher {
     buf: Vec<u8>,
     /// Directories we could not watch because the watch limit was hit, for the log line.
     missed: usize,
+    /// Symlinks on the paths of the configured directories (a root itself or an ancestor), as
+    /// written; the directory holding each is watched so that re-pointing it is noticed.
+    links: Vec<Vec<u8>>,
 }
 
 impl Watcher {
@@ -228,7 +234,10 @@ impl Watcher {
     /// Fails only if inotify itself is unavailable, with the line to log.
     pub fn new(roots: &[Vec<u8>], log: &Logger) -> Result<Watcher, String> {
         let inotify = sys::inotify_init().map_err(|e| match e.0 {
-            libc::EMFILE => format!("cannot create an inotify instance: too many instances for this user (EMFILE); raise fs.inotify.max_user_instances (now {}), shared by every container of this UID on the node", sysctl("max_user_instances")),
+            libc::EMFILE => {
+                let (name, now) = limit("instances");
+                format!("cannot create an inotify instance: too many instances for this user (EMFILE); raise {name} (now {now}), shared by every container of this UID on the node")
+            }
             _ => format!("cannot create an inotify instance: {e}"),
         })?;
         let mut w = Watcher {
@@ -239,6 +248,7 @@ impl Watcher {
             // Room for many events per read; one event needs at most 16 + NAME_MAX + 1 bytes.
             buf: alloc::vec![0; 16 * 1024],
             missed: 0,
+            links: Vec::new(),
         };
         w.rearm(log);
         w.report_missed(log);
@@ -341,6 +351,19 @@ impl Watcher {
             *pending_rearm = true;
             return content.then_some(Change::DirGone);
         }
+        if let Some(link) = self.replaced_link(&dir, mask, name) {
+            // Our watches sit on the inodes the link used to lead to, which never hear of the
+            // swap: forget them and arm the path again, wherever it leads now.
+            for i in 0..self.roots.len() {
+                if sys::starts_with(&self.roots[i], &link) {
+                    let root = self.roots[i].clone();
+                    self.forget_tree(&root);
+                    self.armed[i] = false;
+                }
+            }
+            *pending_rearm = true;
+            return Some(Change::Relinked);
+        }
         if self.armed.iter().any(|a| !a) && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
         {
             *pending_rearm = true;
@@ -373,23 +396,78 @@ impl Watcher {
                 continue;
             }
             let root = self.roots[i].clone();
-            if sys::is_dir(&root) && self.add_tree(&root, log) {
-                self.armed[i] = true;
-                rearmed = true;
-                continue;
-            }
-            let mut dir = sys::parent(&root);
-            while let Some(d) = dir {
-                if self.add(d, false, log).is_some() {
+            // A directory on the way that appears between our look and our watch on its
+            // parent sends that watch no event: look again, at most once per level.
+            for _ in 0..=sys::components(&root).count() {
+                let was_dir = sys::is_dir(&root);
+                if was_dir && self.add_tree(&root, log) {
+                    self.armed[i] = true;
+                    rearmed = true;
+                    self.watch_links(&root, log);
                     break;
                 }
-                dir = sys::parent(d);
+                match self.watch_nearest_ancestor(&root, log) {
+                    Some(below)
+                        if (!sys::same_path(&below, &root) || !was_dir) && sys::is_dir(&below) =>
+                    {
+                        continue
+                    }
+                    _ => break,
+                }
             }
         }
         if self.armed.iter().all(|a| *a) {
             self.drop_ancestors();
         }
         rearmed
+    }
+
+    /// Watches the nearest existing ancestor of `root`, as a non-content watch that tells us
+    /// when the way down comes back. Returns the path one level below it, if one was watched.
+    fn watch_nearest_ancestor(&mut self, root: &[u8], log: &Logger) -> Option<Vec<u8>> {
+        let mut below = root;
+        while let Some(dir) = holder(below) {
+            if self.add(dir, false, log).is_some() {
+                return Some(below.to_vec());
+            }
+            below = dir;
+        }
+        None
+    }
+
+    /// Watches the directory holding each symlink on the way to `root` (`root` included): a
+    /// link re-pointed with `ln -sfn` or a rename over it changes what the app reads, but only
+    /// the link's own directory hears of it.
+    fn watch_links(&mut self, root: &[u8], log: &Logger) {
+        let mut path = Some(root);
+        while let Some(p) = path {
+            path = sys::parent(p);
+            let is_link = sys::lstat(p).is_ok_and(|m| m.is_symlink());
+            let Some(dir) = holder(p).filter(|_| is_link) else {
+                continue;
+            };
+            if self.add(dir, false, log).is_some()
+                && !self.links.iter().any(|l| sys::same_path(l, p))
+            {
+                self.links.push(p.to_vec());
+            }
+        }
+    }
+
+    /// The watched symlink that an event in `dir` replaced or removed, if any.
+    fn replaced_link(&self, dir: &[u8], mask: EventMask, name: Option<&[u8]>) -> Option<Vec<u8>> {
+        let name = name?;
+        if !mask.intersects(
+            EventMask::CREATE | EventMask::MOVED_TO | EventMask::DELETE | EventMask::MOVED_FROM,
+        ) {
+            return None;
+        }
+        self.links
+            .iter()
+            .find(|l| {
+                holder(l).is_some_and(|h| sys::same_path(h, dir)) && sys::file_name(l) == Some(name)
+            })
+            .cloned()
     }
 
     /// Watches `dir` and every real subdirectory below it (not symlinks, not `..` internals).
@@ -456,14 +534,15 @@ impl Watcher {
             return;
         }
         let needed = self.count() + self.missed;
+        let (name, now) = limit("watches");
         log.error(
             "inotify watch limit reached; some directories are not watched",
             &[
-                ("sysctl", "fs.inotify.max_user_watches".into()),
-                ("limit", sysctl("max_user_watches").into()),
+                ("sysctl", name.as_str().into()),
+                ("limit", now.into()),
                 ("watched", self.count().into()),
                 ("unwatched", self.missed.into()),
-                ("hint", format!("raise fs.inotify.max_user_watches to at least {needed} plus what other processes of this UID use on the node").into()),
+                ("hint", format!("raise {name} to at least {needed} plus what other processes of this UID use on the node").into()),
             ],
         );
         self.missed = 0;
@@ -485,11 +564,19 @@ impl Watcher {
         }
     }
 
+    /// Drops the non-content watches that were only waiting for a missing directory; the
+    /// ones holding a symlink of [`Watcher::links`] stay.
     fn drop_ancestors(&mut self) {
         let ancestors: Vec<i32> = self
             .entries
             .iter()
-            .filter(|(_, e)| !e.content)
+            .filter(|(_, e)| {
+                !e.content
+                    && !self
+                        .links
+                        .iter()
+                        .any(|l| holder(l).is_some_and(|h| sys::same_path(h, &e.path)))
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in ancestors {
@@ -509,6 +596,16 @@ impl Watcher {
         }
         self.armed.iter_mut().for_each(|a| *a = false);
         self.rearm(log);
+    }
+}
+
+/// The directory holding `path`, as inotify must be given it: a bare relative name like
+/// `conf` is held by `.`, not by the empty path that `Path::parent` returns (which cannot be
+/// watched, and would leave a deleted relative directory unwatched for good).
+fn holder(path: &[u8]) -> Option<&[u8]> {
+    match sys::parent(path) {
+        Some(b"") => (!sys::same_path(path, b".")).then_some(b"."),
+        other => other,
     }
 }
 
@@ -532,6 +629,25 @@ fn next_event(buf: &[u8]) -> Option<(i32, EventMask, Option<&[u8]>, &[u8])> {
     let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(len)];
     let name = (!name.is_empty()).then_some(name);
     Some((wd, EventMask(mask), name, &buf[16 + len..]))
+}
+
+/// The per-UID inotify limit on `what` (`watches` or `instances`) that is in force, as (sysctl
+/// name, value) for log lines. Each user namespace has its own `user.max_inotify_*`, checked
+/// together with the host's `fs.inotify.max_user_*` (user_namespaces(7)); in the initial
+/// namespace both are the same number, inside a user namespace the lower one is what bites.
+fn limit(what: &str) -> (String, String) {
+    let read =
+        |path: String| -> Option<u64> { sys::read_text(path.as_bytes()).ok()?.trim().parse().ok() };
+    let host = read(format!("/proc/sys/fs/inotify/max_user_{what}"));
+    let userns = read(format!("/proc/sys/user/max_inotify_{what}"));
+    match (host, userns) {
+        (Some(h), Some(u)) if u < h => (format!("user.max_inotify_{what}"), u.to_string()),
+        (None, Some(u)) => (format!("user.max_inotify_{what}"), u.to_string()),
+        (h, _) => (
+            format!("fs.inotify.max_user_{what}"),
+            h.map_or_else(|| "unknown".to_string(), |h| h.to_string()),
+        ),
+    }
 }
 
 /// A mount under or above a configured directory that the kubelet will never update.
@@ -696,6 +812,15 @@ mod tests {
         assert_eq!(c(EventMask::DELETE, "a"), Some(Change::Removed));
         assert_eq!(c(EventMask::CREATE, "a"), Some(Change::Created));
         assert_eq!(classify(EventMask::CLOSE_WRITE, None), None);
+    }
+
+    #[test]
+    fn a_bare_relative_name_is_held_by_dot() {
+        assert_eq!(holder(b"conf"), Some(&b"."[..]));
+        assert_eq!(holder(b"a/conf"), Some(&b"a"[..]));
+        assert_eq!(holder(b"/etc/conf"), Some(&b"/etc"[..]));
+        assert_eq!(holder(b"."), None);
+        assert_eq!(holder(b"/"), None);
     }
 
     #[test]
