@@ -473,9 +473,9 @@ pub fn parse_duration(source: &str, value: &str) -> Result<Duration, ConfigError
     {
         return Err(bad());
     }
-    // Integers, not f64 (whose parsing and printing would add about 30 KB to the binary): the
-    // value is whole + digits / 10^len; digits past the 18th cannot change the microseconds
-    // of a duration of at most an hour by more than rounding, so they are dropped.
+    // Integers, not f64 (whose parsing and printing would add about 35 KB to the binary): the
+    // value is whole + digits / 10^len, exact. Fraction digits past the 18th (below 10^-18 of
+    // the unit, far below the microsecond we keep) are ignored so the sum fits in a u128.
     let (whole, fraction) = num.split_once('.').unwrap_or((num, ""));
     let fraction = &fraction[..fraction.len().min(18)];
     let too_long = || {

@@ -10,8 +10,8 @@
 //! The binary links `core` and `alloc` but not `std`: std's backtrace symbolizer alone (about
 //! 220 KB, linked even with `panic = "abort"`) would not fit the 400 KiB image budget of
 //! issue 4. musl's C runtime calls `sys::main`, which calls [`run`]; `sys` also supplies the
-//! allocator (malloc), the panic handler and what else std did for us. Unit tests are built with std and the libtest
-//! harness as usual.
+//! allocator (malloc), the panic handler and what else std did for us. Unit tests are built
+//! with std and the libtest harness as usual.
 
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), no_main)]
