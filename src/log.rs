@@ -172,7 +172,7 @@ pub fn format_line(
 }
 
 /// Milliseconds rounded to the microsecond, trailing zeros trimmed: `0.412`, `1.25`, `2`.
-/// Integer arithmetic, not `f64`: f64 parsing and formatting would add about 35 KB to the binary.
+/// Integer arithmetic, not `f64`: f64 formatting would add about 35 KB to the binary.
 fn ms(out: &mut String, d: Duration) {
     let micros = (d.as_nanos() + 500) / 1000;
     let _ = write!(out, "{}", micros / 1000);
