@@ -6,12 +6,14 @@
 //! Any bad input becomes one [`ConfigError`] line naming the variable or flag, the bad value and
 //! what is accepted; `main` prints it and exits with code 2 before anything is watched or signalled.
 
-use std::ffi::OsString;
-use std::fmt;
-use std::path::PathBuf;
-use std::time::Duration;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
 
 use crate::signal::Signal;
+use crate::sys;
 
 /// One setting: its env var (if any), its flag, a metavariable for values, default and help.
 pub struct Setting {
@@ -137,7 +139,7 @@ pub enum LogFormat {
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Directories to watch, deduplicated, in the order given.
-    pub dirs: Vec<PathBuf>,
+    pub dirs: Vec<Vec<u8>>,
     /// Exact process name to match.
     pub process_name: String,
     /// Signal sent on reload.
@@ -192,9 +194,10 @@ struct Raw {
 /// Parses the command line (without argv[0]) and the environment into an [`Action`].
 ///
 /// `env` is a lookup function so tests can pass a map instead of the process environment.
+/// Arguments and values are bytes, as the kernel passes them; each must be UTF-8.
 pub fn parse(
-    args: impl IntoIterator<Item = OsString>,
-    env: impl Fn(&str) -> Option<OsString>,
+    args: impl IntoIterator<Item = Vec<u8>>,
+    env: impl Fn(&str) -> Option<Vec<u8>>,
 ) -> Result<Action, ConfigError> {
     let mut raw: Vec<Option<Raw>> = SETTINGS.iter().map(|_| None).collect();
     for (i, s) in SETTINGS.iter().enumerate() {
@@ -356,12 +359,28 @@ fn missing(env: &str, flag: &str, what: &str) -> String {
     format!("{env} is not set (nor {flag}); set it to {what}")
 }
 
-fn utf8(source: &str, v: OsString) -> Result<String, ConfigError> {
-    v.into_string().map_err(|v| {
+fn utf8(source: &str, v: Vec<u8>) -> Result<String, ConfigError> {
+    String::from_utf8(v).map_err(|e| {
+        let v = lossy_debug(e.as_bytes());
         ConfigError(format!(
-            "{source}={v:?} is not valid UTF-8; use a UTF-8 value"
+            "{source}={v} is not valid UTF-8; use a UTF-8 value"
         ))
     })
+}
+
+/// Quotes bytes the way `OsStr`'s `Debug` does: valid text escaped as in a Rust string, each
+/// invalid byte as `\xNN`.
+fn lossy_debug(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        let quoted = format!("{:?}", chunk.valid());
+        out.push_str(&quoted[1..quoted.len() - 1]);
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Parses a boolean the way shell users and YAML authors write it.
@@ -376,17 +395,17 @@ pub fn parse_bool(source: &str, value: &str) -> Result<bool, ConfigError> {
 }
 
 /// Splits a comma-separated list of directories and checks each exists and is a directory.
-pub fn parse_dirs(source: &str, value: &str) -> Result<Vec<PathBuf>, ConfigError> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
+pub fn parse_dirs(source: &str, value: &str) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let mut dirs: Vec<Vec<u8>> = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let path = PathBuf::from(item);
-        match std::fs::metadata(&path) {
+        let path = item.as_bytes();
+        match sys::stat(path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return err(format!("{source}={value:?}: {item:?} is not a directory; give directories, not files (watching a file misses atomic replacements)")),
-            Err(e) => return err(format!("{source}={value:?}: {item:?} cannot be used: {}; give existing directories separated by commas", io_reason(&e))),
+            Err(e) => return err(format!("{source}={value:?}: {item:?} cannot be used: {}; give existing directories separated by commas", io_reason(e))),
         }
-        if !dirs.contains(&path) {
-            dirs.push(path);
+        if !dirs.iter().any(|d| sys::same_path(d, path)) {
+            dirs.push(path.to_vec());
         }
     }
     if dirs.is_empty() {
@@ -395,10 +414,10 @@ pub fn parse_dirs(source: &str, value: &str) -> Result<Vec<PathBuf>, ConfigError
     Ok(dirs)
 }
 
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "it does not exist".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+fn io_reason(e: sys::Errno) -> String {
+    match e.0 {
+        libc::ENOENT => "it does not exist".to_string(),
+        libc::EACCES | libc::EPERM => "permission denied".to_string(),
         _ => e.to_string(),
     }
 }
@@ -443,25 +462,43 @@ pub fn parse_duration(source: &str, value: &str) -> Result<Duration, ConfigError
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(bad)?;
     let (num, unit) = v.split_at(split);
-    let scale_ms: f64 = match unit {
-        "ms" => 1.0,
-        "s" => 1000.0,
-        "m" => 60_000.0,
-        "h" => 3_600_000.0,
+    let scale_us: u128 = match unit {
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
         _ => return Err(bad()),
     };
     if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
     {
         return Err(bad());
     }
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let ms = n * scale_ms;
-    if !(0.0..=3_600_000.0).contains(&ms) {
-        return err(format!(
+    // Integers, not f64 (whose parsing and printing would add about 35 KB to the binary): the
+    // value is whole + digits / 10^len, exact. Fraction digits past the 18th (below 10^-18 of
+    // the unit, far below the microsecond we keep) are ignored so the sum fits in a u128.
+    let (whole, fraction) = num.split_once('.').unwrap_or((num, ""));
+    let fraction = &fraction[..fraction.len().min(18)];
+    let too_long = || {
+        ConfigError(format!(
             "{source}={value:?} is too long; use at most 1h (60m)"
-        ));
-    }
-    Ok(Duration::from_micros((ms * 1000.0).round() as u64))
+        ))
+    };
+    let whole: u128 = whole.parse().map_err(|_| too_long())?;
+    let digits: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| bad())?
+    };
+    let denom = 10u128.pow(fraction.len() as u32);
+    // Exact, in units of 1/denom µs: compared before rounding, as the f64 version did.
+    let limit = 3_600_000_000u128 * denom;
+    let total = whole
+        .checked_mul(scale_us)
+        .and_then(|w| w.checked_mul(denom))
+        .and_then(|w| w.checked_add(digits * scale_us))
+        .filter(|t| *t <= limit)
+        .ok_or_else(too_long)?;
+    Ok(Duration::from_micros(((total + denom / 2) / denom) as u64))
 }
 
 /// Renders `--help` from [`SETTINGS`].
@@ -498,8 +535,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        parse(args.iter().map(OsString::from), |k| {
-            env.get(k).map(OsString::from)
+        parse(args.iter().map(|a| a.as_bytes().to_vec()), |k| {
+            env.get(k).map(|v| v.as_bytes().to_vec())
         })
     }
 
@@ -531,7 +568,7 @@ mod tests {
                 ("VERBOSE", "true"),
             ],
         );
-        assert_eq!(c.dirs, vec![PathBuf::from("/tmp")]);
+        assert_eq!(c.dirs, vec![b"/tmp".to_vec()]);
         assert_eq!(c.process_name, "nginx");
         assert_eq!(c.signal, Signal(libc::SIGUSR1));
         assert!(c.verbose);
@@ -564,7 +601,7 @@ mod tests {
             &[],
             &[("CONFIG_DIR", " /tmp, /, /tmp,"), ("PROCESS_NAME", "x")],
         );
-        assert_eq!(c.dirs, vec![PathBuf::from("/tmp"), PathBuf::from("/")]);
+        assert_eq!(c.dirs, vec![b"/tmp".to_vec(), b"/".to_vec()]);
     }
 
     #[test]

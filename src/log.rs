@@ -3,10 +3,12 @@
 //! Each line is written with a single `write(2)` so lines from a restarting sidecar never
 //! interleave, and stderr is unbuffered so a line is visible in `kubectl logs` at once.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
+use alloc::string::String;
+use core::fmt::Write as _;
+use core::time::Duration;
 
 use crate::config::LogFormat;
+use crate::sys;
 
 /// Severity of a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,8 +42,8 @@ pub enum Value<'a> {
     String(String),
     /// An integer.
     Int(i64),
-    /// A float, printed with up to 3 decimals.
-    Float(f64),
+    /// A duration, printed in milliseconds with up to 3 decimals (`0.412`, `2`, `2000`).
+    Ms(Duration),
 }
 
 impl<'a> From<&'a str> for Value<'a> {
@@ -69,9 +71,9 @@ impl From<usize> for Value<'_> {
         Value::Int(n as i64)
     }
 }
-impl From<f64> for Value<'_> {
-    fn from(n: f64) -> Self {
-        Value::Float(n)
+impl From<Duration> for Value<'_> {
+    fn from(d: Duration) -> Self {
+        Value::Ms(d)
     }
 }
 
@@ -98,7 +100,7 @@ impl Logger {
             return;
         }
         let line = format_line(self.format, level, msg, fields);
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        let _ = sys::write_all(2, line.as_bytes());
     }
 
     /// [`Level::Debug`] shorthand.
@@ -140,9 +142,7 @@ pub fn format_line(
                     Value::Int(n) => {
                         let _ = write!(out, "{n}");
                     }
-                    Value::Float(f) => {
-                        let _ = write!(out, "{}", float(*f));
-                    }
+                    Value::Ms(d) => ms(&mut out, *d),
                 }
             }
         }
@@ -161,10 +161,7 @@ pub fn format_line(
                     Value::Int(n) => {
                         let _ = write!(out, "{n}");
                     }
-                    Value::Float(f) if f.is_finite() => {
-                        let _ = write!(out, "{}", float(*f));
-                    }
-                    Value::Float(_) => out.push_str("null"),
+                    Value::Ms(d) => ms(&mut out, *d),
                 }
             }
             out.push('}');
@@ -174,13 +171,19 @@ pub fn format_line(
     out
 }
 
-fn float(f: f64) -> String {
-    let s = format!("{f:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" {
-        "0".to_string()
-    } else {
-        s.to_string()
+/// Milliseconds rounded to the microsecond, trailing zeros trimmed: `0.412`, `1.25`, `2`.
+/// Integer arithmetic, not `f64`: f64 formatting would add about 35 KB to the binary.
+fn ms(out: &mut String, d: Duration) {
+    let micros = (d.as_nanos() + 500) / 1000;
+    let _ = write!(out, "{}", micros / 1000);
+    let mut frac = micros % 1000;
+    if frac != 0 {
+        let mut digits = 3;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        let _ = write!(out, ".{frac:0digits$}");
     }
 }
 
@@ -229,7 +232,7 @@ mod tests {
                 ("pid", 42.into()),
                 ("name", "nginx".into()),
                 ("hint", "run as \"app\" uid".into()),
-                ("took_ms", 0.4.into()),
+                ("took_ms", Duration::from_micros(400).into()),
             ],
         );
         assert_eq!(
@@ -247,16 +250,25 @@ mod tests {
             &[
                 ("pid", 7.into()),
                 ("dir", "/a\tb".into()),
-                ("ms", 1.25.into()),
+                ("ms", Duration::from_micros(1250).into()),
             ],
         );
         assert_eq!(line, "{\"level\":\"warn\",\"msg\":\"no process named x\",\"pid\":7,\"dir\":\"/a\\tb\",\"ms\":1.25}\n");
     }
 
+    fn ms_text(d: Duration) -> String {
+        let mut s = String::new();
+        ms(&mut s, d);
+        s
+    }
+
     #[test]
-    fn floats_are_short() {
-        assert_eq!(float(2.0), "2");
-        assert_eq!(float(0.1234), "0.123");
-        assert_eq!(float(0.0), "0");
+    fn milliseconds_are_short() {
+        assert_eq!(ms_text(Duration::from_millis(2)), "2");
+        assert_eq!(ms_text(Duration::from_nanos(123_400)), "0.123");
+        assert_eq!(ms_text(Duration::from_nanos(123_500)), "0.124");
+        assert_eq!(ms_text(Duration::from_micros(1050)), "1.05");
+        assert_eq!(ms_text(Duration::from_micros(2_000_001)), "2000.001");
+        assert_eq!(ms_text(Duration::ZERO), "0");
     }
 }

@@ -4,8 +4,19 @@
 //! Data flows through the modules in this order: `config` (env + flags → `Config`), `watch`
 //! (inotify events → "may have changed"), `settle` (debounce, then fingerprint → "did
 //! change"), `target` (scan `/proc` → whom), `signal` (dispositions, send). `log` writes the
-//! lines, `sys` wraps the few raw syscalls. One thread, one blocking `ppoll` on two fds:
+//! lines, `sys` wraps the raw syscalls. One thread, one blocking `ppoll` on two fds:
 //! nothing runs while nothing changes.
+//!
+//! The binary links `core` and `alloc` but not `std`: std's backtrace symbolizer alone (about
+//! 220 KB, linked even with `panic = "abort"`) would not fit the 400 KiB image budget of
+//! issue 4. musl's C runtime calls `sys::main`, which calls [`run`]; `sys` also supplies the
+//! allocator (malloc), the panic handler and what else std did for us. Unit tests are built
+//! with std and the libtest harness as usual.
+
+#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(test), no_main)]
+
+extern crate alloc;
 
 mod config;
 mod log;
@@ -15,33 +26,39 @@ mod sys;
 mod target;
 mod watch;
 
-use std::os::fd::AsRawFd;
-use std::time::Instant;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 use config::{Action, Config, Targets};
 use log::Logger;
 use settle::{Fingerprint, Fingerprinter, Settle};
 use signal::{Handling, Signal};
+use sys::Instant;
 
-fn main() {
-    std::process::exit(run());
-}
+// Without std nothing asks for the C library: link musl's (or, on the host, glibc's) libc,
+// which also brings the C runtime that calls `sys::main`.
+#[link(name = "c")]
+extern "C" {}
 
-fn run() -> i32 {
-    let action = match config::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
+/// The program, called by `sys::main` (the C entry point) with the arguments after argv[0]:
+/// parse the settings, then help, version, `--check` or serve. Returns the exit code.
+#[cfg_attr(test, allow(dead_code))]
+fn run(args: Vec<Vec<u8>>) -> i32 {
+    let action = match config::parse(args, sys::getenv) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("config-reloader: {e}");
+            let _ = sys::write_all(2, format!("config-reloader: {e}\n").as_bytes());
             return 2;
         }
     };
     match action {
         Action::Help => {
-            print!("{}", config::help());
+            sys::print(&config::help());
             0
         }
         Action::Version => {
-            println!("config-reloader {}", env!("CARGO_PKG_VERSION"));
+            sys::print(&format!("config-reloader {}\n", env!("CARGO_PKG_VERSION")));
             0
         }
         Action::Check(cfg) => check(&cfg),
@@ -68,14 +85,14 @@ fn serve(cfg: &Config) -> i32 {
     let mut watcher = match watch::Watcher::new(&cfg.dirs, &log) {
         Ok(w) => w,
         Err(e) => {
-            log.error(&e.to_string(), &[]);
+            log.error(&e, &[]);
             return 1;
         }
     };
     startup_warnings(cfg, &log);
     let mut fingerprinter = Fingerprinter::default();
     let mut last = fingerprinter.fingerprint(&cfg.dirs).ok();
-    let dirs: Vec<String> = cfg.dirs.iter().map(|d| d.display().to_string()).collect();
+    let dirs: Vec<String> = cfg.dirs.iter().map(|d| sys::display(d)).collect();
     log.info(
         "watching",
         &[
@@ -92,11 +109,8 @@ fn serve(cfg: &Config) -> i32 {
                 }
                 .into(),
             ),
-            ("debounce_ms", (cfg.debounce.as_secs_f64() * 1000.0).into()),
-            (
-                "max_delay_ms",
-                (cfg.max_delay.as_secs_f64() * 1000.0).into(),
-            ),
+            ("debounce_ms", cfg.debounce.into()),
+            ("max_delay_ms", cfg.max_delay.into()),
             ("version", env!("CARGO_PKG_VERSION").into()),
         ],
     );
@@ -107,7 +121,7 @@ fn serve(cfg: &Config) -> i32 {
         let timeout = settle
             .deadline()
             .map(|d| d.saturating_duration_since(Instant::now()));
-        let ready = match sys::poll2([watcher.fd(), sigfd.as_raw_fd()], timeout) {
+        let ready = match sys::poll2([watcher.fd(), sigfd.raw()], timeout) {
             Ok(r) => r,
             Err(e) => {
                 log.error("poll failed; retrying", &[("error", e.to_string().into())]);
@@ -157,7 +171,7 @@ fn reload_if_changed(
         Err(dir) => {
             log.warn(
                 "watched directory is missing; not signalling until it is back",
-                &[("dir", dir.display().to_string().into())],
+                &[("dir", sys::display(&dir).into())],
             );
         }
         Ok(f) if Some(f) == *last => log.debug("content unchanged; not signalling", &[]),
@@ -190,7 +204,7 @@ fn signal_targets(cfg: &Config, log: &Logger, started: Instant) {
                     ("pid", pid.0.into()),
                     ("name", cfg.process_name.as_str().into()),
                     ("signal", sig.name().into()),
-                    ("took_ms", (started.elapsed().as_secs_f64() * 1000.0).into()),
+                    ("took_ms", started.elapsed().into()),
                 ],
             ),
             Err(e) => {
@@ -277,38 +291,41 @@ fn startup_warnings(cfg: &Config, log: &Logger) {
 fn check(cfg: &Config) -> i32 {
     let mut ok = true;
     for dir in &cfg.dirs {
-        let kubelet = dir.join("..data").symlink_metadata().is_ok();
-        println!(
-            "watch {} ({} directories{})",
-            dir.display(),
+        let kubelet = sys::lstat(&sys::join(dir, b"..data")).is_ok();
+        sys::print(&format!(
+            "watch {} ({} directories{})\n",
+            sys::display(dir),
             count_dirs(dir),
             if kubelet { ", kubelet volume" } else { "" }
-        );
+        ));
     }
     for m in watch::pinned_mounts(&cfg.dirs) {
-        println!(
-            "warning: {} is a {} mount; it will never change",
-            m.mount_point.display(),
+        sys::print(&format!(
+            "warning: {} is a {} mount; it will never change\n",
+            sys::display(&m.mount_point),
             m.kind
-        );
+        ));
     }
     let log = Logger::new(cfg.log_format, false);
     let found = targets(cfg, &log);
     if found.is_empty() {
-        println!("problem: no process named {} is visible", cfg.process_name);
+        sys::print(&format!(
+            "problem: no process named {} is visible\n",
+            cfg.process_name
+        ));
         ok = false;
     }
     for ((pid, _), handling) in found {
         let takes = cfg.force || handling != Handling::Default;
-        println!(
-            "target pid={pid} name={} signal={} handling={handling:?}{}",
+        sys::print(&format!(
+            "target pid={pid} name={} signal={} handling={handling:?}{}\n",
             cfg.process_name,
             cfg.signal.name(),
             if takes { "" } else { " (would be refused)" }
-        );
+        ));
         ok &= takes;
     }
-    println!("{}", if ok { "ok" } else { "not ok" });
+    sys::print(if ok { "ok\n" } else { "not ok\n" });
     if ok {
         0
     } else {
@@ -316,13 +333,10 @@ fn check(cfg: &Config) -> i32 {
     }
 }
 
-fn count_dirs(dir: &std::path::Path) -> usize {
-    1 + std::fs::read_dir(dir).map_or(0, |rd| {
-        rd.flatten()
-            .filter(|e| {
-                !watch::is_internal(&e.file_name()) && e.file_type().is_ok_and(|t| t.is_dir())
-            })
-            .map(|e| count_dirs(&e.path()))
+fn count_dirs(dir: &[u8]) -> usize {
+    1 + sys::read_dir(dir).map_or(0, |rd| {
+        rd.filter(|e| !watch::is_internal(&e.name) && e.is_dir)
+            .map(|e| count_dirs(&sys::join(dir, &e.name)))
             .sum()
     })
 }

@@ -8,15 +8,10 @@
 //! kubelet's `..data` symlink) is compared with the one at the last signal: chmod, touch and a
 //! same-content rewrite change nothing and send nothing.
 
-use std::collections::hash_map::DefaultHasher;
-use std::fs;
-use std::hash::Hasher;
-use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use alloc::vec::Vec;
+use core::time::Duration;
 
+use crate::sys::{self, Errno, Instant};
 use crate::watch::{is_internal, is_scratch};
 
 /// The debounce window and the cap on it.
@@ -66,7 +61,39 @@ impl Settle {
 
 /// A digest of everything the application reads from the watched directories.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fingerprint(pub u64);
+pub struct Fingerprint(pub u128);
+
+/// FNV-1a with 128 bits of state: a few lines, no tables, deterministic across runs.
+///
+/// It replaces std's SipHash `DefaultHasher`, which is not in `core`. Neither is a
+/// cryptographic hash and neither needs to be: whoever can make two configurations collide can
+/// write the configuration anyway, and the cost of a collision is one skipped reload. With 128
+/// bits an accidental collision between two versions of a config is out of the question (with
+/// 64 bits it already was).
+struct Hasher(u128);
+
+impl Hasher {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+
+    fn new() -> Hasher {
+        Hasher(Self::OFFSET)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u128::from(b)).wrapping_mul(Self::PRIME);
+        }
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.write(&[b]);
+    }
+
+    fn finish(&self) -> u128 {
+        self.0
+    }
+}
 
 /// Computes fingerprints, reusing one read buffer so steady-state reloads do not allocate it.
 pub struct Fingerprinter {
@@ -76,7 +103,7 @@ pub struct Fingerprinter {
 impl Default for Fingerprinter {
     fn default() -> Self {
         Fingerprinter {
-            buf: vec![0; 32 * 1024],
+            buf: alloc::vec![0; 32 * 1024],
         }
     }
 }
@@ -89,14 +116,13 @@ const MAX_DEPTH: usize = 32;
 impl Fingerprinter {
     /// Fingerprints `dirs` in order; `Err(dir)` names a configured directory that is missing,
     /// in which case nothing must be signalled (the app would read nothing).
-    pub fn fingerprint(&mut self, dirs: &[PathBuf]) -> Result<Fingerprint, PathBuf> {
-        let mut h = DefaultHasher::new();
+    pub fn fingerprint(&mut self, dirs: &[Vec<u8>]) -> Result<Fingerprint, Vec<u8>> {
+        let mut h = Hasher::new();
         for dir in dirs {
-            match fs::metadata(dir) {
-                Ok(m) if m.is_dir() => {}
-                _ => return Err(dir.clone()),
+            if !sys::is_dir(dir) {
+                return Err(dir.clone());
             }
-            h.write(dir.as_os_str().as_bytes());
+            h.write(dir);
             h.write_u8(0);
             let mut stack = Vec::new();
             self.hash_dir(&mut h, dir, &mut stack);
@@ -106,42 +132,38 @@ impl Fingerprinter {
 
     /// Hashes a directory: a kubelet volume by the tree `..data` points to, otherwise its
     /// entries sorted by name, following symlinks, minus internals and editor scratch files.
-    fn hash_dir(&mut self, h: &mut DefaultHasher, dir: &Path, stack: &mut Vec<(u64, u64)>) {
-        let data = dir.join("..data");
-        if fs::symlink_metadata(&data)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false)
-        {
+    fn hash_dir(&mut self, h: &mut Hasher, dir: &[u8], stack: &mut Vec<(u64, u64)>) {
+        let data = sys::join(dir, b"..data");
+        if sys::lstat(&data).is_ok_and(|m| m.is_symlink()) {
             self.hash_kubelet(h, dir, &data, stack);
             return;
         }
-        let Ok(meta) = fs::metadata(dir) else {
+        let Ok(meta) = sys::stat(dir) else {
             h.write(b"\x01gone");
             return;
         };
-        let id = (meta.dev(), meta.ino());
+        let id = (meta.dev, meta.ino);
         if stack.contains(&id) || stack.len() >= MAX_DEPTH {
             h.write(b"\x01loop");
             return;
         }
         stack.push(id);
-        let mut names: Vec<_> = match fs::read_dir(dir) {
+        let mut names: Vec<Vec<u8>> = match sys::read_dir(dir) {
             Ok(rd) => rd
-                .flatten()
-                .map(|e| e.file_name())
+                .map(|e| e.name)
                 .filter(|n| !is_internal(n) && !is_scratch(n))
                 .collect(),
             Err(e) => {
-                hash_error(h, &e);
+                hash_error(h, e);
                 Vec::new()
             }
         };
         names.sort();
         for name in names {
-            h.write(name.as_bytes());
+            h.write(&name);
             h.write_u8(0);
-            let path = dir.join(&name);
-            match fs::metadata(&path) {
+            let path = sys::join(dir, &name);
+            match sys::stat(&path) {
                 Ok(m) if m.is_dir() => {
                     h.write(b"\x02{");
                     self.hash_dir(h, &path, stack);
@@ -150,7 +172,7 @@ impl Fingerprinter {
                 Ok(m) if m.is_file() => self.hash_file(h, &path),
                 // Sockets, fifos, devices: never opened (a fifo would block), only named.
                 Ok(_) => h.write(b"\x03special"),
-                Err(e) => hash_error(h, &e),
+                Err(e) => hash_error(h, e),
             }
         }
         stack.pop();
@@ -160,42 +182,38 @@ impl Fingerprinter {
     /// kubelet swapped `..data` (or removed the old dir) while we were reading.
     fn hash_kubelet(
         &mut self,
-        h: &mut DefaultHasher,
-        dir: &Path,
-        data: &Path,
+        h: &mut Hasher,
+        dir: &[u8],
+        data: &[u8],
         stack: &mut Vec<(u64, u64)>,
     ) {
         for _ in 0..KUBELET_RETRIES {
-            let Ok(before) = fs::read_link(data) else {
+            let Ok(before) = sys::readlink(data) else {
                 continue;
             };
-            let mut inner = DefaultHasher::new();
-            self.hash_dir(&mut inner, &dir.join(&before), stack);
-            if fs::read_link(data).ok().as_ref() == Some(&before) {
-                h.write_u64(inner.finish());
+            let mut inner = Hasher::new();
+            self.hash_dir(&mut inner, &sys::join(dir, &before), stack);
+            if sys::readlink(data).ok().as_ref() == Some(&before) {
+                h.write(&inner.finish().to_le_bytes());
                 return;
             }
         }
         h.write(b"\x01unstable");
     }
 
-    fn hash_file(&mut self, h: &mut DefaultHasher, path: &Path) {
+    fn hash_file(&mut self, h: &mut Hasher, path: &[u8]) {
         // O_NONBLOCK: if a fifo replaced the file since we stat'ed it, open must not hang.
-        let mut f = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-        {
+        let f = match sys::open(path, libc::O_NONBLOCK) {
             Ok(f) => f,
-            Err(e) => return hash_error(h, &e),
+            Err(e) => return hash_error(h, e),
         };
         h.write(b"\x04");
         loop {
-            match f.read(&mut self.buf) {
+            match sys::read(&f, &mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => h.write(&self.buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return hash_error(h, &e),
+                Err(Errno(libc::EINTR)) => continue,
+                Err(e) => return hash_error(h, e),
             }
         }
         h.write_u8(0xff);
@@ -204,15 +222,17 @@ impl Fingerprinter {
 
 /// An unreadable or vanished entry hashes as its error, so it counts as a change from the
 /// readable content and never crashes the loop.
-fn hash_error(h: &mut DefaultHasher, e: &io::Error) {
+fn hash_error(h: &mut Hasher, e: Errno) {
     h.write(b"\x05err");
-    h.write_i32(e.raw_os_error().unwrap_or(-1));
+    h.write(&e.0.to_le_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -276,8 +296,13 @@ mod tests {
         }
     }
 
+    fn bytes(p: &std::path::Path) -> Vec<u8> {
+        p.to_str().unwrap().as_bytes().to_vec()
+    }
+
     fn fp(dirs: &[PathBuf]) -> Fingerprint {
-        Fingerprinter::default().fingerprint(dirs).unwrap()
+        let dirs: Vec<Vec<u8>> = dirs.iter().map(|d| bytes(d)).collect();
+        Fingerprinter::default().fingerprint(&dirs).unwrap()
     }
 
     #[test]
@@ -341,8 +366,8 @@ mod tests {
         assert_eq!(a, fp(&dirs), "a symlink loop hashes the same every time");
         let gone = d.0.join("nope");
         assert_eq!(
-            Fingerprinter::default().fingerprint(&[d.0.clone(), gone.clone()]),
-            Err(gone)
+            Fingerprinter::default().fingerprint(&[bytes(&d.0), bytes(&gone)]),
+            Err(bytes(&gone))
         );
     }
 }

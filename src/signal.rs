@@ -4,7 +4,8 @@
 //! handler kills the very app it was meant to reload, so before sending we read the target's
 //! `SigBlk`, `SigIgn` and `SigCgt` masks from `/proc/PID/status` (proc(5)).
 
-use std::io;
+use alloc::format;
+use alloc::string::{String, ToString};
 
 use crate::sys;
 
@@ -137,14 +138,11 @@ impl Dispositions {
 }
 
 /// Reads the dispositions of `pid`. Any process's status is readable, whatever its UID.
-pub fn dispositions(pid: i32) -> io::Result<Dispositions> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Dispositions::parse(&text).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no SigCgt/SigBlk/SigIgn in /proc/PID/status",
-        )
-    })
+pub fn dispositions(pid: i32) -> Result<Dispositions, sys::Error> {
+    let text = sys::read_text(format!("/proc/{pid}/status").as_bytes())?;
+    Dispositions::parse(&text).ok_or(sys::Error::Invalid(
+        "no SigCgt/SigBlk/SigIgn in /proc/PID/status",
+    ))
 }
 
 /// Sends `sig` to `pid` only if it is still the process that started at `start_time`.
@@ -153,23 +151,22 @@ pub fn dispositions(pid: i32) -> io::Result<Dispositions> {
 /// unrelated process may take its pid. A pidfd pins the process; re-reading its start time
 /// through `/proc` after opening the pidfd proves it is the one we scanned. If the kernel lacks
 /// pidfds (before 5.3) we fall back to kill(2).
-pub fn send(pid: i32, start_time: u64, sig: Signal) -> io::Result<()> {
+pub fn send(pid: i32, start_time: u64, sig: Signal) -> Result<(), sys::Error> {
     // Never broadcast: pid 0 and negatives address process groups, -1 every process we may signal.
-    if pid <= 0 || pid as u32 == std::process::id() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
+    if pid <= 0 || pid == sys::getpid() {
+        return Err(sys::Error::Invalid(
             "refusing to signal pid <= 0 or ourselves",
         ));
     }
     match sys::pidfd_open(pid) {
         Ok(fd) => {
             if crate::target::start_time(pid)? != start_time {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                return Err(sys::Errno(libc::ESRCH).into());
             }
-            sys::pidfd_send_signal(&fd, sig.0)
+            Ok(sys::pidfd_send_signal(&fd, sig.0)?)
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => sys::kill(pid, sig.0),
-        Err(e) => Err(e),
+        Err(sys::Errno(libc::ENOSYS)) => Ok(sys::kill(pid, sig.0)?),
+        Err(e) => Err(e.into()),
     }
 }
 

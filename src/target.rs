@@ -5,8 +5,11 @@
 //! argv[0] from `/proc/PID/cmdline` decides (peers stop at 15 chars and can never match).
 //! Files under `/proc/PID` vanish whenever a process exits, so ENOENT/ESRCH there is normal.
 
-use std::fs;
-use std::io::{self, Read};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::sys;
 
 /// Longest name `/proc/PID/comm` holds (TASK_COMM_LEN - 1).
 const COMM_LEN: usize = 15;
@@ -94,15 +97,13 @@ pub fn pick_roots(matches: Vec<Process>) -> Vec<Process> {
 
 /// Finds every live process named `wanted`, except ourselves. Never fails on a process that
 /// exits mid-scan; fails only if `/proc` itself cannot be listed.
-pub fn scan(wanted: &str) -> io::Result<Vec<Process>> {
-    let own = std::process::id() as i32;
+pub fn scan(wanted: &str) -> sys::Result<Vec<Process>> {
+    let own = sys::getpid();
     let mut found = Vec::new();
     let mut buf = Vec::with_capacity(512);
-    for entry in fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
+    for entry in sys::read_dir(b"/proc")? {
+        let Some(pid) = core::str::from_utf8(&entry.name)
+            .ok()
             .and_then(|s| s.parse::<i32>().ok())
         else {
             continue;
@@ -110,14 +111,14 @@ pub fn scan(wanted: &str) -> io::Result<Vec<Process>> {
         if pid <= 0 || pid == own {
             continue;
         }
-        if read_into(&format!("/proc/{pid}/comm"), &mut buf).is_err() {
+        if sys::read_file_into(format!("/proc/{pid}/comm").as_bytes(), &mut buf).is_err() {
             continue;
         }
         let comm = buf.strip_suffix(b"\n").unwrap_or(&buf);
         if !name_matches(wanted, comm, || argv0(pid)) {
             continue;
         }
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Ok(stat) = sys::read_text(format!("/proc/{pid}/stat").as_bytes()) else {
             continue;
         };
         match parse_stat(&stat) {
@@ -134,42 +135,33 @@ pub fn scan(wanted: &str) -> io::Result<Vec<Process>> {
 }
 
 /// The start time of `pid`, to confirm a pidfd names the process we scanned.
-pub fn start_time(pid: i32) -> io::Result<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+pub fn start_time(pid: i32) -> Result<u64, sys::Error> {
+    let text = sys::read_text(format!("/proc/{pid}/stat").as_bytes())?;
     parse_stat(&text)
         .map(|s| s.start_time)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
+        .ok_or(sys::Error::Invalid("unparsable /proc/PID/stat"))
 }
 
 fn argv0(pid: i32) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    read_into(&format!("/proc/{pid}/cmdline"), &mut buf).ok()?;
+    let mut buf = sys::read_file(format!("/proc/{pid}/cmdline").as_bytes()).ok()?;
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     buf.truncate(end);
     Some(buf)
 }
 
-fn read_into(path: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    fs::File::open(path)?.read_to_end(buf).map(drop)
-}
-
 /// Whether any process other than ourselves is visible: without `shareProcessNamespace` (or
 /// docker's `--pid=container:`) we are alone in our PID namespace and can signal nobody.
 pub fn others_visible() -> bool {
-    let own = std::process::id().to_string();
-    fs::read_dir("/proc").is_ok_and(|rd| {
-        rd.flatten().any(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.bytes().all(|b| b.is_ascii_digit()) && name != own
-        })
+    let own = sys::getpid().to_string();
+    sys::read_dir(b"/proc").is_ok_and(|mut rd| {
+        rd.any(|e| e.name.iter().all(u8::is_ascii_digit) && e.name != own.as_bytes())
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn stat_comm_may_hold_parentheses_and_spaces() {

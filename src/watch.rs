@@ -10,28 +10,112 @@
 //! The kernel merges an event identical to the last unread one, so events are never counted:
 //! each one only answers "might the content have changed?"; the fingerprint in `settle` decides.
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
-
-use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::ffi::c_int;
+use core::fmt;
+use core::ops::BitOr;
 
 use crate::log::{Logger, Value};
+use crate::sys::{self, Errno, Fd};
 
 /// What we ask the kernel for. No IN_ATTRIB (chmod/touch/fsGroup passes change nothing the app
 /// reads), no IN_OPEN/IN_ACCESS/IN_CLOSE_NOWRITE (our own fingerprint reads would wake us).
-fn mask() -> WatchMask {
-    WatchMask::CREATE
-        | WatchMask::DELETE
-        | WatchMask::MOVED_FROM
-        | WatchMask::MOVED_TO
-        | WatchMask::CLOSE_WRITE
-        | WatchMask::DELETE_SELF
-        | WatchMask::MOVE_SELF
-        | WatchMask::ONLYDIR
-        | WatchMask::EXCL_UNLINK
+const MASK: u32 = libc::IN_CREATE
+    | libc::IN_DELETE
+    | libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF
+    | libc::IN_ONLYDIR
+    | libc::IN_EXCL_UNLINK;
+
+/// The `mask` of an inotify event (inotify(7)).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct EventMask(pub u32);
+
+/// Flag names in the order `Debug` prints them (that of the `inotify` crate we used before, so
+/// verbose log lines did not change).
+const MASK_NAMES: [(u32, &str); 16] = [
+    (libc::IN_ACCESS, "ACCESS"),
+    (libc::IN_ATTRIB, "ATTRIB"),
+    (libc::IN_CLOSE_WRITE, "CLOSE_WRITE"),
+    (libc::IN_CLOSE_NOWRITE, "CLOSE_NOWRITE"),
+    (libc::IN_CREATE, "CREATE"),
+    (libc::IN_DELETE, "DELETE"),
+    (libc::IN_DELETE_SELF, "DELETE_SELF"),
+    (libc::IN_MODIFY, "MODIFY"),
+    (libc::IN_MOVE_SELF, "MOVE_SELF"),
+    (libc::IN_MOVED_FROM, "MOVED_FROM"),
+    (libc::IN_MOVED_TO, "MOVED_TO"),
+    (libc::IN_OPEN, "OPEN"),
+    (libc::IN_IGNORED, "IGNORED"),
+    (libc::IN_ISDIR, "ISDIR"),
+    (libc::IN_Q_OVERFLOW, "Q_OVERFLOW"),
+    (libc::IN_UNMOUNT, "UNMOUNT"),
+];
+
+impl EventMask {
+    /// A file was written and closed.
+    pub const CLOSE_WRITE: EventMask = EventMask(libc::IN_CLOSE_WRITE);
+    /// An entry was created.
+    pub const CREATE: EventMask = EventMask(libc::IN_CREATE);
+    /// An entry was deleted.
+    pub const DELETE: EventMask = EventMask(libc::IN_DELETE);
+    /// The watched directory itself was moved.
+    pub const MOVE_SELF: EventMask = EventMask(libc::IN_MOVE_SELF);
+    /// An entry was renamed away.
+    pub const MOVED_FROM: EventMask = EventMask(libc::IN_MOVED_FROM);
+    /// An entry was renamed here.
+    pub const MOVED_TO: EventMask = EventMask(libc::IN_MOVED_TO);
+    /// The watch is gone (removed, directory deleted, unmounted).
+    pub const IGNORED: EventMask = EventMask(libc::IN_IGNORED);
+    /// The entry is a directory.
+    pub const ISDIR: EventMask = EventMask(libc::IN_ISDIR);
+    /// The kernel's queue overflowed; events were lost.
+    pub const Q_OVERFLOW: EventMask = EventMask(libc::IN_Q_OVERFLOW);
+}
+
+impl EventMask {
+    /// Every bit of `other` is set.
+    pub fn contains(self, other: EventMask) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Some bit of `other` is set.
+    pub fn intersects(self, other: EventMask) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl BitOr for EventMask {
+    type Output = EventMask;
+    fn bitor(self, other: EventMask) -> EventMask {
+        EventMask(self.0 | other.0)
+    }
+}
+
+/// `EventMask(CREATE | ISDIR)`, unknown bits in hex, as the `bitflags` crate printed it.
+impl fmt::Debug for EventMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventMask(")?;
+        let mut rest = self.0;
+        let mut first = true;
+        for (bit, name) in MASK_NAMES {
+            if rest & bit != 0 {
+                f.write_str(if first { "" } else { " | " })?;
+                f.write_str(name)?;
+                rest &= !bit;
+                first = false;
+            }
+        }
+        if rest != 0 || first {
+            write!(f, "{}{rest:#x}", if first { "" } else { " | " })?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// Why an event may mean new content; only used to explain decisions in verbose logs.
@@ -79,14 +163,14 @@ impl Change {
 
 /// Whether a name belongs to the kubelet's machinery (`..data`, `..data_tmp`, `..<timestamp>`)
 /// rather than to the content. Keys themselves may start with a single dot.
-pub fn is_internal(name: &OsStr) -> bool {
-    name.as_encoded_bytes().starts_with(b"..")
+pub fn is_internal(name: &[u8]) -> bool {
+    name.starts_with(b"..")
 }
 
 /// Whether a name is an editor's or sed's scratch file, never read by the app: vim's `4913`
 /// probe, `file~` backups and `.file.swp` swap files, `sed -i`'s `sedXXXXXX`.
-pub fn is_scratch(name: &OsStr) -> bool {
-    let b = name.as_encoded_bytes();
+pub fn is_scratch(name: &[u8]) -> bool {
+    let b = name;
     if b == b"4913" || b.ends_with(b"~") {
         return true;
     }
@@ -97,12 +181,12 @@ pub fn is_scratch(name: &OsStr) -> bool {
 }
 
 /// Decides what one event on a watched content directory means. Pure, so it is unit-tested.
-pub fn classify(mask: EventMask, name: Option<&OsStr>) -> Option<Change> {
+pub fn classify(mask: EventMask, name: Option<&[u8]>) -> Option<Change> {
     let name = name?;
     let is_dir = mask.contains(EventMask::ISDIR);
     if is_internal(name) {
         // The rename of ..data_tmp over ..data is the commit; a first population may create it.
-        let commit = name == "..data" && mask.intersects(EventMask::MOVED_TO | EventMask::CREATE);
+        let commit = name == b"..data" && mask.intersects(EventMask::MOVED_TO | EventMask::CREATE);
         return commit.then_some(Change::KubeletCommit);
     }
     if !is_dir && is_scratch(name) {
@@ -127,45 +211,42 @@ pub fn classify(mask: EventMask, name: Option<&OsStr>) -> Option<Change> {
 /// One watch: the directory's path and whether it is content (inside a configured tree) or
 /// only an ancestor we watch while waiting for a missing configured directory to come back.
 struct Entry {
-    wd: WatchDescriptor,
-    path: PathBuf,
+    path: Vec<u8>,
     content: bool,
 }
 
-/// The inotify instance and the set of watched directories.
+/// The inotify instance and the set of watched directories, by watch descriptor.
 pub struct Watcher {
-    inotify: Inotify,
-    entries: HashMap<i32, Entry>,
-    roots: Vec<PathBuf>,
+    inotify: Fd,
+    entries: BTreeMap<i32, Entry>,
+    roots: Vec<Vec<u8>>,
     armed: Vec<bool>,
     buf: Vec<u8>,
     /// Directories we could not watch because the watch limit was hit, for the log line.
     missed: usize,
     /// Symlinks on the paths of the configured directories (a root itself or an ancestor), as
     /// written; the directory holding each is watched so that re-pointing it is noticed.
-    links: Vec<PathBuf>,
+    links: Vec<Vec<u8>>,
 }
 
 impl Watcher {
     /// Creates the inotify instance and watches every configured tree.
-    pub fn new(roots: &[PathBuf], log: &Logger) -> io::Result<Watcher> {
-        let inotify = Inotify::init().map_err(|e| match e.raw_os_error() {
-            Some(libc::EMFILE) => {
+    /// Fails only if inotify itself is unavailable, with the line to log.
+    pub fn new(roots: &[Vec<u8>], log: &Logger) -> Result<Watcher, String> {
+        let inotify = sys::inotify_init().map_err(|e| match e.0 {
+            libc::EMFILE => {
                 let (name, now) = limit("instances");
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot create an inotify instance: too many instances for this user (EMFILE); raise {name} (now {now}), shared by every container of this UID on the node"),
-                )
+                format!("cannot create an inotify instance: too many instances for this user (EMFILE); raise {name} (now {now}), shared by every container of this UID on the node")
             }
-            _ => io::Error::new(e.kind(), format!("cannot create an inotify instance: {e}")),
+            _ => format!("cannot create an inotify instance: {e}"),
         })?;
         let mut w = Watcher {
             inotify,
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
             roots: roots.to_vec(),
-            armed: vec![false; roots.len()],
+            armed: alloc::vec![false; roots.len()],
             // Room for many events per read; one event needs at most 16 + NAME_MAX + 1 bytes.
-            buf: vec![0; 16 * 1024],
+            buf: alloc::vec![0; 16 * 1024],
             missed: 0,
             links: Vec::new(),
         };
@@ -175,8 +256,8 @@ impl Watcher {
     }
 
     /// The inotify fd, for poll.
-    pub fn fd(&self) -> RawFd {
-        self.inotify.as_raw_fd()
+    pub fn fd(&self) -> c_int {
+        self.inotify.raw()
     }
 
     /// Number of directories watched as content.
@@ -188,12 +269,14 @@ impl Watcher {
     /// Never blocks: the fd is non-blocking and poll said it is readable.
     pub fn read(&mut self, log: &Logger) -> Option<Change> {
         let mut change = None;
-        let mut buf = std::mem::take(&mut self.buf);
+        let mut buf = core::mem::take(&mut self.buf);
         loop {
-            let events = match self.inotify.read_events(&mut buf) {
-                Ok(events) => events,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            let n = match sys::read(&self.inotify, &mut buf) {
+                // Never happens for inotify with a buffer this size; do not spin on it.
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(Errno(libc::EAGAIN)) => break,
+                Err(Errno(libc::EINTR)) => continue,
                 Err(e) => {
                     log.error(
                         "reading inotify events failed",
@@ -203,8 +286,10 @@ impl Watcher {
                 }
             };
             let mut pending_rearm = false;
-            for event in events {
-                let c = self.handle(event.wd, event.mask, event.name, log, &mut pending_rearm);
+            let mut events = &buf[..n.min(buf.len())];
+            while let Some((wd, mask, name, rest)) = next_event(events) {
+                events = rest;
+                let c = self.handle(wd, mask, name, log, &mut pending_rearm);
                 change = change.or(c);
             }
             if pending_rearm && self.rearm(log) {
@@ -218,9 +303,9 @@ impl Watcher {
 
     fn handle(
         &mut self,
-        wd: WatchDescriptor,
+        wd: i32,
         mask: EventMask,
-        name: Option<&OsStr>,
+        name: Option<&[u8]>,
         log: &Logger,
         pending_rearm: &mut bool,
     ) -> Option<Change> {
@@ -235,20 +320,14 @@ impl Watcher {
             self.rescan(log);
             return Some(Change::Overflow);
         }
-        let id = wd.get_watch_descriptor_id();
-        let entry = self.entries.get(&id)?;
+        let entry = self.entries.get(&wd)?;
         let (dir, content) = (entry.path.clone(), entry.content);
         if log.verbose() {
             log.debug(
                 "event",
                 &[
-                    ("dir", dir.display().to_string().into()),
-                    (
-                        "name",
-                        name.map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default()
-                            .into(),
-                    ),
+                    ("dir", sys::display(&dir).into()),
+                    ("name", name.map(sys::display).unwrap_or_default().into()),
                     ("mask", format!("{mask:?}").into()),
                 ],
             );
@@ -258,15 +337,15 @@ impl Watcher {
             // watch follows the directory to a path we no longer know. Either way the path is
             // no longer watched: forget it (and its subtree) and watch for it to come back.
             self.forget_tree(&dir);
-            if self.roots.contains(&dir) {
+            if self.roots.iter().any(|r| sys::same_path(r, &dir)) {
                 for (i, r) in self.roots.iter().enumerate() {
-                    if *r == dir {
+                    if sys::same_path(r, &dir) {
                         self.armed[i] = false;
                     }
                 }
                 log.warn(
                     "watched directory is gone; waiting for it to come back",
-                    &[("dir", dir.display().to_string().into())],
+                    &[("dir", sys::display(&dir).into())],
                 );
             }
             *pending_rearm = true;
@@ -276,7 +355,7 @@ impl Watcher {
             // Our watches sit on the inodes the link used to lead to, which never hear of the
             // swap: forget them and arm the path again, wherever it leads now.
             for i in 0..self.roots.len() {
-                if self.roots[i].starts_with(&link) {
+                if sys::starts_with(&self.roots[i], &link) {
                     let root = self.roots[i].clone();
                     self.forget_tree(&root);
                     self.armed[i] = false;
@@ -293,7 +372,7 @@ impl Watcher {
             return None;
         }
         let change = classify(mask, name)?;
-        let path = dir.join(name?);
+        let path = sys::join(&dir, name?);
         match change {
             Change::DirAdded => {
                 // Add the watch first, then scan: files created before the watch existed are
@@ -319,8 +398,8 @@ impl Watcher {
             let root = self.roots[i].clone();
             // A directory on the way that appears between our look and our watch on its
             // parent sends that watch no event: look again, at most once per level.
-            for _ in 0..=root.components().count() {
-                let was_dir = is_dir(&root);
+            for _ in 0..=sys::components(&root).count() {
+                let was_dir = sys::is_dir(&root);
                 if was_dir && self.add_tree(&root, log) {
                     self.armed[i] = true;
                     rearmed = true;
@@ -328,7 +407,11 @@ impl Watcher {
                     break;
                 }
                 match self.watch_nearest_ancestor(&root, log) {
-                    Some(below) if (below != root || !was_dir) && is_dir(&below) => continue,
+                    Some(below)
+                        if (!sys::same_path(&below, &root) || !was_dir) && sys::is_dir(&below) =>
+                    {
+                        continue
+                    }
                     _ => break,
                 }
             }
@@ -341,11 +424,11 @@ impl Watcher {
 
     /// Watches the nearest existing ancestor of `root`, as a non-content watch that tells us
     /// when the way down comes back. Returns the path one level below it, if one was watched.
-    fn watch_nearest_ancestor(&mut self, root: &Path, log: &Logger) -> Option<PathBuf> {
+    fn watch_nearest_ancestor(&mut self, root: &[u8], log: &Logger) -> Option<Vec<u8>> {
         let mut below = root;
         while let Some(dir) = holder(below) {
             if self.add(dir, false, log).is_some() {
-                return Some(below.to_path_buf());
+                return Some(below.to_vec());
             }
             below = dir;
         }
@@ -355,22 +438,24 @@ impl Watcher {
     /// Watches the directory holding each symlink on the way to `root` (`root` included): a
     /// link re-pointed with `ln -sfn` or a rename over it changes what the app reads, but only
     /// the link's own directory hears of it.
-    fn watch_links(&mut self, root: &Path, log: &Logger) {
-        for path in root.ancestors() {
-            let is_link = path
-                .symlink_metadata()
-                .is_ok_and(|m| m.file_type().is_symlink());
-            let Some(dir) = holder(path).filter(|_| is_link) else {
+    fn watch_links(&mut self, root: &[u8], log: &Logger) {
+        let mut path = Some(root);
+        while let Some(p) = path {
+            path = sys::parent(p);
+            let is_link = sys::lstat(p).is_ok_and(|m| m.is_symlink());
+            let Some(dir) = holder(p).filter(|_| is_link) else {
                 continue;
             };
-            if self.add(dir, false, log).is_some() && !self.links.iter().any(|l| l == path) {
-                self.links.push(path.to_path_buf());
+            if self.add(dir, false, log).is_some()
+                && !self.links.iter().any(|l| sys::same_path(l, p))
+            {
+                self.links.push(p.to_vec());
             }
         }
     }
 
     /// The watched symlink that an event in `dir` replaced or removed, if any.
-    fn replaced_link(&self, dir: &Path, mask: EventMask, name: Option<&OsStr>) -> Option<PathBuf> {
+    fn replaced_link(&self, dir: &[u8], mask: EventMask, name: Option<&[u8]>) -> Option<Vec<u8>> {
         let name = name?;
         if !mask.intersects(
             EventMask::CREATE | EventMask::MOVED_TO | EventMask::DELETE | EventMask::MOVED_FROM,
@@ -379,62 +464,61 @@ impl Watcher {
         }
         self.links
             .iter()
-            .find(|l| holder(l) == Some(dir) && l.file_name() == Some(name))
+            .find(|l| {
+                holder(l).is_some_and(|h| sys::same_path(h, dir)) && sys::file_name(l) == Some(name)
+            })
             .cloned()
     }
 
     /// Watches `dir` and every real subdirectory below it (not symlinks, not `..` internals).
     /// False if `dir` itself could not be watched.
-    fn add_tree(&mut self, dir: &Path, log: &Logger) -> bool {
+    fn add_tree(&mut self, dir: &[u8], log: &Logger) -> bool {
         let watched = self.add(dir, true, log).is_some();
         // Past the watch limit keep walking, only to count what is left for the log line.
         if !watched && self.missed == 0 {
             return false;
         }
-        let Ok(rd) = std::fs::read_dir(dir) else {
+        let Ok(rd) = sys::read_dir(dir) else {
             return true;
         };
-        for entry in rd.flatten() {
-            let name = entry.file_name();
-            if is_internal(&name) {
+        for entry in rd {
+            if is_internal(&entry.name) {
                 continue;
             }
-            // file_type() does not follow symlinks: `sub -> ..data/sub` is not descended into.
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                self.add_tree(&dir.join(name), log);
+            // is_dir does not follow symlinks: `sub -> ..data/sub` is not descended into.
+            if entry.is_dir {
+                self.add_tree(&sys::join(dir, &entry.name), log);
             }
         }
         watched
     }
 
-    fn add(&mut self, dir: &Path, content: bool, log: &Logger) -> Option<i32> {
+    fn add(&mut self, dir: &[u8], content: bool, log: &Logger) -> Option<i32> {
         if self.missed > 0 && content {
             self.missed += 1;
             return None;
         }
-        match self.inotify.watches().add(dir, mask()) {
-            Ok(wd) => {
-                let id = wd.get_watch_descriptor_id();
+        match sys::inotify_add_watch(&self.inotify, dir, MASK) {
+            Ok(id) => {
                 let content = content || self.entries.get(&id).is_some_and(|e| e.content);
                 self.entries.insert(
                     id,
                     Entry {
-                        wd,
-                        path: dir.to_path_buf(),
+                        path: dir.to_vec(),
                         content,
                     },
                 );
                 Some(id)
             }
             Err(e) => {
-                match e.raw_os_error() {
-                    Some(libc::ENOSPC) if content => self.missed += 1,
+                match e.0 {
+                    libc::ENOSPC if content => self.missed += 1,
                     // Gone or replaced by a file between listing and watching: nothing to watch.
-                    Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+                    libc::ENOENT | libc::ENOTDIR => {}
                     _ => log.warn(
                         "cannot watch directory",
                         &[
-                            ("dir", dir.display().to_string().into()),
+                            ("dir", sys::display(dir).into()),
                             ("error", e.to_string().into()),
                         ],
                     ),
@@ -465,17 +549,17 @@ impl Watcher {
     }
 
     /// Forgets `dir` and every watch below it, removing the kernel watches that still exist.
-    fn forget_tree(&mut self, dir: &Path) {
+    fn forget_tree(&mut self, dir: &[u8]) {
         let gone: Vec<i32> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.path.starts_with(dir))
+            .filter(|(_, e)| sys::starts_with(&e.path, dir))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
-            if let Some(e) = self.entries.remove(&id) {
+            if self.entries.remove(&id).is_some() {
                 // Fails with EINVAL when the kernel already dropped it (IN_IGNORED): expected.
-                let _ = self.inotify.watches().remove(e.wd);
+                let _ = sys::inotify_rm_watch(&self.inotify, id);
             }
         }
     }
@@ -491,13 +575,13 @@ impl Watcher {
                     && !self
                         .links
                         .iter()
-                        .any(|l| holder(l) == Some(e.path.as_path()))
+                        .any(|l| holder(l).is_some_and(|h| sys::same_path(h, &e.path)))
             })
             .map(|(id, _)| *id)
             .collect();
         for id in ancestors {
-            if let Some(e) = self.entries.remove(&id) {
-                let _ = self.inotify.watches().remove(e.wd);
+            if self.entries.remove(&id).is_some() {
+                let _ = sys::inotify_rm_watch(&self.inotify, id);
             }
         }
     }
@@ -506,8 +590,8 @@ impl Watcher {
     fn rescan(&mut self, log: &Logger) {
         let all: Vec<i32> = self.entries.keys().copied().collect();
         for id in all {
-            if let Some(e) = self.entries.remove(&id) {
-                let _ = self.inotify.watches().remove(e.wd);
+            if self.entries.remove(&id).is_some() {
+                let _ = sys::inotify_rm_watch(&self.inotify, id);
             }
         }
         self.armed.iter_mut().for_each(|a| *a = false);
@@ -515,25 +599,36 @@ impl Watcher {
     }
 }
 
-fn is_dir(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_dir())
-}
-
 /// The directory holding `path`, as inotify must be given it: a bare relative name like
 /// `conf` is held by `.`, not by the empty path that `Path::parent` returns (which cannot be
 /// watched, and would leave a deleted relative directory unwatched for good).
-fn holder(path: &Path) -> Option<&Path> {
-    match path.parent() {
-        Some(p) if p.as_os_str().is_empty() => (path != Path::new(".")).then_some(Path::new(".")),
+fn holder(path: &[u8]) -> Option<&[u8]> {
+    match sys::parent(path) {
+        Some(b"") => (!sys::same_path(path, b".")).then_some(b"."),
         other => other,
     }
 }
 
 /// Reads `/proc/sys/fs/inotify/NAME` for log lines; "unknown" if unreadable.
 fn sysctl(name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
+    sys::read_text(format!("/proc/sys/fs/inotify/{name}").as_bytes())
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Splits the first event off a buffer filled by read(2) on an inotify fd:
+/// `struct inotify_event { int wd; u32 mask, cookie, len; char name[len]; }`, the name
+/// NUL-padded; `None` for a watched directory's own events. Returns the rest of the buffer.
+#[allow(clippy::type_complexity)]
+fn next_event(buf: &[u8]) -> Option<(i32, EventMask, Option<&[u8]>, &[u8])> {
+    let field = |i: usize| -> Option<[u8; 4]> { buf.get(i * 4..i * 4 + 4)?.try_into().ok() };
+    let wd = i32::from_ne_bytes(field(0)?);
+    let mask = u32::from_ne_bytes(field(1)?);
+    let len = u32::from_ne_bytes(field(3)?) as usize;
+    let name = buf.get(16..16 + len)?;
+    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(len)];
+    let name = (!name.is_empty()).then_some(name);
+    Some((wd, EventMask(mask), name, &buf[16 + len..]))
 }
 
 /// The per-UID inotify limit on `what` (`watches` or `instances`) that is in force, as (sysctl
@@ -542,7 +637,7 @@ fn sysctl(name: &str) -> String {
 /// namespace both are the same number, inside a user namespace the lower one is what bites.
 fn limit(what: &str) -> (String, String) {
     let read =
-        |path: String| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+        |path: String| -> Option<u64> { sys::read_text(path.as_bytes()).ok()?.trim().parse().ok() };
     let host = read(format!("/proc/sys/fs/inotify/max_user_{what}"));
     let userns = read(format!("/proc/sys/user/max_inotify_{what}"));
     match (host, userns) {
@@ -559,7 +654,7 @@ fn limit(what: &str) -> (String, String) {
 #[derive(Debug, PartialEq, Eq)]
 pub struct PinnedMount {
     /// Where it is mounted.
-    pub mount_point: PathBuf,
+    pub mount_point: Vec<u8>,
     /// `subPath` (root inside a `..<timestamp>` dir) or `file` (single-file bind mount).
     pub kind: &'static str,
 }
@@ -568,13 +663,13 @@ pub struct PinnedMount {
 ///
 /// A subPath mount binds the resolved `…/..<timestamp>/key` at pod start; the kubelet later
 /// swaps `..data` elsewhere, so the mount keeps the old content forever (kubernetes#50345).
-pub fn pinned_mounts(dirs: &[PathBuf]) -> Vec<PinnedMount> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+pub fn pinned_mounts(dirs: &[Vec<u8>]) -> Vec<PinnedMount> {
+    let Ok(text) = sys::read_text(b"/proc/self/mountinfo") else {
         return Vec::new();
     };
-    let dirs: Vec<PathBuf> = dirs
+    let dirs: Vec<Vec<u8>> = dirs
         .iter()
-        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+        .map(|d| sys::realpath(d).unwrap_or_else(|_| d.clone()))
         .collect();
     let mut found = Vec::new();
     for line in text.lines() {
@@ -582,19 +677,17 @@ pub fn pinned_mounts(dirs: &[PathBuf]) -> Vec<PinnedMount> {
         let (Some(root), Some(point)) = (fields.get(3), fields.get(4)) else {
             continue;
         };
-        let (root, point) = (unescape(root), PathBuf::from(unescape(point)));
+        let (root, point) = (unescape(root), unescape(point).into_bytes());
         let related = dirs
             .iter()
-            .any(|d| point.starts_with(d) || d.starts_with(&point));
+            .any(|d| sys::starts_with(&point, d) || sys::starts_with(d, &point));
         if !related {
             continue;
         }
         let kind = if is_subpath_root(&root) {
             "subPath"
-        } else if dirs.iter().any(|d| point.starts_with(d))
-            && std::fs::metadata(&point)
-                .map(|m| !m.is_dir())
-                .unwrap_or(false)
+        } else if dirs.iter().any(|d| sys::starts_with(&point, d))
+            && sys::stat(&point).is_ok_and(|m| !m.is_dir())
         {
             "file"
         } else {
@@ -637,7 +730,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// Logs a warning per pinned mount; called once at start.
-pub fn warn_pinned(dirs: &[PathBuf], log: &Logger) {
+pub fn warn_pinned(dirs: &[Vec<u8>], log: &Logger) {
     for m in pinned_mounts(dirs) {
         let hint = match m.kind {
             "subPath" => "a subPath mount is never updated by the kubelet; mount the whole volume and point CONFIG_DIR at it",
@@ -646,7 +739,7 @@ pub fn warn_pinned(dirs: &[PathBuf], log: &Logger) {
         log.warn(
             "configuration mount will never change",
             &[
-                ("mount", m.mount_point.display().to_string().into()),
+                ("mount", sys::display(&m.mount_point).into()),
                 ("kind", Value::Str(m.kind)),
                 ("hint", hint.into()),
             ],
@@ -659,7 +752,7 @@ mod tests {
     use super::*;
 
     fn c(mask: EventMask, name: &str) -> Option<Change> {
-        classify(mask, Some(OsStr::new(name)))
+        classify(mask, Some(name.as_bytes()))
     }
 
     #[test]
@@ -723,11 +816,11 @@ mod tests {
 
     #[test]
     fn a_bare_relative_name_is_held_by_dot() {
-        assert_eq!(holder(Path::new("conf")), Some(Path::new(".")));
-        assert_eq!(holder(Path::new("a/conf")), Some(Path::new("a")));
-        assert_eq!(holder(Path::new("/etc/conf")), Some(Path::new("/etc")));
-        assert_eq!(holder(Path::new(".")), None);
-        assert_eq!(holder(Path::new("/")), None);
+        assert_eq!(holder(b"conf"), Some(&b"."[..]));
+        assert_eq!(holder(b"a/conf"), Some(&b"a"[..]));
+        assert_eq!(holder(b"/etc/conf"), Some(&b"/etc"[..]));
+        assert_eq!(holder(b"."), None);
+        assert_eq!(holder(b"/"), None);
     }
 
     #[test]
