@@ -3,7 +3,9 @@
 #   make          static musl release binary (target/x86_64-unknown-linux-musl/release/config-reloader)
 #   make image    config-reloader-sidecar:latest, FROM scratch, and its size
 #   make run      the image next to a demo app; edit demo/config/app.conf and watch it reload
-#   make test     everything CI checks: fmt, clippy, static binaries, image, cargo test (incl. docker e2e)
+#   make test     everything CI checks: fmt, clippy, static binaries, image, cargo test (incl. docker e2e), bench-smoke
+#   make bench    ours vs the inotifywait | pkill shell loop, side by side (bench/results/latest.md)
+#   make soak     10,000 kubelet updates against the release binary: fds, RSS, signals per update
 #   make clean    cargo clean, plus every container/image the e2e tests or the demo left behind
 #
 # Every target installs what it needs and is safe to run again (see `deps`).
@@ -72,7 +74,9 @@ test: deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory build-test-bins image
-	cargo test --workspace
+	cargo test --workspace --no-fail-fast
+	# Keeps the bench from rotting; its figures are reported, never asserted.
+	$(MAKE) --no-print-directory bench-smoke
 
 clean:
 	cargo clean
@@ -80,3 +84,23 @@ clean:
 	@ids=$$(docker images -q --filter label=$(E2E_LABEL) | sort -u); [ -z "$$ids" ] || docker rmi -f $$ids >/dev/null
 	@docker image prune -f --filter label=org.opencontainers.image.title=config-reloader-sidecar >/dev/null
 	rm -rf demo
+
+# ---- bench (issue 6): ours vs `inotifywait -m -r … | while read; do pkill -HUP -x …; done` ----
+#   make bench        full run, a few minutes; table on stdout, bench/results/latest.{md,json}
+#   make bench-smoke  the same with small counts, a few seconds (target/bench-smoke/)
+# Figures are reported, never asserted. The bench crate is no default member: `cargo test` skips it.
+.PHONY: bench bench-smoke deps-bench
+deps-bench:
+	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="inotify-tools procps util-linux"
+
+bench bench-smoke: deps-bench build-test-bins
+	cargo build -p bench
+	target/debug/bench $(if $(filter bench-smoke,$@),--smoke)
+
+# ---- soak (issue 5): kubelet updates, each awaited, against the static release binary ----
+#   make soak   10,000 updates (SOAK_UPDATES=N to change); fds, VmRSS/VmHWM, signals per update
+.PHONY: soak
+soak: all
+	cargo build --release -p testkit --bin sigrecord
+	SOAK_BIN=$(CURDIR)/$(BIN) SOAK_UPDATES=$${SOAK_UPDATES:-10000} \
+	  cargo test --release -p config-reloader --test soak -- --nocapture

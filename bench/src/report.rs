@@ -1,0 +1,313 @@
+//! The results as a Markdown table and as JSON (hand-written: no serde for one flat file).
+
+use std::fmt::Write as _;
+
+/// One figure: a number when there is one (for the ratio and the JSON), and how to show it.
+#[derive(Clone, Debug, Default)]
+pub struct Val {
+    /// The figure, in the row's unit.
+    pub num: Option<f64>,
+    /// What the table shows.
+    pub text: String,
+}
+
+impl Val {
+    /// A number shown with a precision suited to its size.
+    pub fn num(x: f64) -> Val {
+        Val {
+            num: Some(x),
+            text: fmt_num(x),
+        }
+    }
+
+    /// A number with its own display text.
+    pub fn with(x: f64, text: impl Into<String>) -> Val {
+        Val {
+            num: Some(x),
+            text: text.into(),
+        }
+    }
+
+    /// Text only (no ratio).
+    pub fn text(text: impl Into<String>) -> Val {
+        Val {
+            num: None,
+            text: text.into(),
+        }
+    }
+
+    /// Nothing measured.
+    pub fn none() -> Val {
+        Val::text("n/a")
+    }
+}
+
+/// One line of the table.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    /// Figure number of issue 6 (1-7).
+    pub fig: u8,
+    /// What is measured.
+    pub metric: String,
+    /// Unit of the numbers.
+    pub unit: &'static str,
+    /// Ours.
+    pub ours: Val,
+    /// The budget, as text.
+    pub budget: Option<String>,
+    /// Whether ours meets it.
+    pub met: Option<bool>,
+    /// The baseline.
+    pub baseline: Val,
+    /// Whether baseline ÷ ours means anything for this row.
+    pub ratio: bool,
+}
+
+impl Row {
+    /// baseline ÷ ours, when both are numbers and the row wants it.
+    pub fn ratio_value(&self) -> Option<f64> {
+        let (o, b) = (self.ours.num?, self.baseline.num?);
+        (self.ratio && o > 0.0).then_some(b / o)
+    }
+
+    fn ratio_text(&self) -> String {
+        match (self.ratio, self.ours.num, self.baseline.num) {
+            (true, Some(o), Some(b)) if o > 0.0 => format!("{}×", fmt_num(b / o)),
+            (true, Some(o), Some(b)) if o == 0.0 && b > 0.0 => "∞ (ours 0)".into(),
+            (true, Some(_), Some(_)) => "– (both 0)".into(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Run-wide facts printed above the table.
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    /// UTC date and time of the run.
+    pub date: String,
+    /// `full` or `smoke`.
+    pub mode: String,
+    /// The command that produced it.
+    pub command: String,
+    /// Kernel, CPU, cores.
+    pub host: String,
+    /// Git commit of the workspace.
+    pub commit: String,
+    /// Versions of the baseline's tools.
+    pub baseline_versions: String,
+    /// Wall time of the whole run (s).
+    pub wall_s: f64,
+}
+
+/// Shows `x` with 3 significant-ish digits.
+pub fn fmt_num(x: f64) -> String {
+    if x.is_nan() {
+        return "n/a".into();
+    }
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 100.0 || (x.fract() == 0.0 && a < 1e15) {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// The Markdown document: header, table, notes.
+pub fn markdown(meta: &Meta, rows: &[Row], notes: &[String]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# config-reloader vs `inotifywait | pkill`: `make bench`\n"
+    );
+    let _ = writeln!(
+        s,
+        "{} UTC · `{}` ({} mode, {:.0} s) · commit {} · {}\n",
+        meta.date, meta.command, meta.mode, meta.wall_s, meta.commit, meta.host
+    );
+    let _ = writeln!(
+        s,
+        "Baseline: `{}` ({}). Ours: the release musl build, default settings unless stated.\n",
+        crate::run::BASELINE_SCRIPT
+            .replace("\"$1\"", "DIR")
+            .replace("\"$2\"", "NAME"),
+        meta.baseline_versions
+    );
+    s.push_str("| # | measure | unit | ours | budget | met | baseline | baseline ÷ ours |\n");
+    s.push_str("|---|---|---|---:|---|---|---:|---:|\n");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "",
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.fig,
+            r.metric,
+            r.unit,
+            r.ours.text,
+            r.budget.as_deref().unwrap_or(""),
+            met,
+            r.baseline.text,
+            r.ratio_text()
+        );
+    }
+    if !notes.is_empty() {
+        s.push_str("\nNotes:\n\n");
+        for n in notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
+
+/// The same as JSON: `{"meta": {...}, "rows": [...], "notes": [...], "raw": {...}}`.
+pub fn json(meta: &Meta, rows: &[Row], notes: &[String], raw: &[(String, Vec<f64>)]) -> String {
+    let mut s = String::from("{\n  \"meta\": {");
+    let fields = [
+        ("date", &meta.date),
+        ("mode", &meta.mode),
+        ("command", &meta.command),
+        ("host", &meta.host),
+        ("commit", &meta.commit),
+        ("baseline_versions", &meta.baseline_versions),
+    ];
+    for (k, v) in fields {
+        let _ = write!(s, "{}: {}, ", q(k), q(v));
+    }
+    let _ = write!(s, "\"wall_s\": {}}},\n  \"rows\": [\n", num(meta.wall_s));
+    for (i, r) in rows.iter().enumerate() {
+        let _ = write!(
+            s,
+            "    {{\"fig\": {}, \"metric\": {}, \"unit\": {}, \"ours\": {}, \"ours_text\": {}, \
+             \"budget\": {}, \"met\": {}, \"baseline\": {}, \"baseline_text\": {}, \"ratio\": {}}}",
+            r.fig,
+            q(&r.metric),
+            q(r.unit),
+            r.ours.num.map_or("null".into(), num),
+            q(&r.ours.text),
+            r.budget.as_deref().map_or("null".into(), q),
+            r.met.map_or("null".into(), |m| m.to_string()),
+            r.baseline.num.map_or("null".into(), num),
+            q(&r.baseline.text),
+            r.ratio_value().map_or("null".into(), num),
+        );
+        s.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
+    }
+    s.push_str("  ],\n  \"notes\": [");
+    let notes: Vec<String> = notes.iter().map(|n| q(n)).collect();
+    s.push_str(&notes.join(", "));
+    s.push_str("],\n  \"raw\": {");
+    let raw: Vec<String> = raw
+        .iter()
+        .map(|(k, v)| {
+            let vals: Vec<String> = v.iter().map(|&x| num(x)).collect();
+            format!("\n    {}: [{}]", q(k), vals.join(", "))
+        })
+        .collect();
+    s.push_str(&raw.join(","));
+    s.push_str("\n  }\n}\n");
+    s
+}
+
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        let s = format!("{x:.6}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s.is_empty() || s == "-" {
+            "0".into()
+        } else {
+            s.into()
+        }
+    } else {
+        "null".into()
+    }
+}
+
+fn q(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Median of `v` (nearest rank); NaN when empty.
+pub fn median(v: &[f64]) -> f64 {
+    percentile(v, 50.0)
+}
+
+/// Nearest-rank percentile of `v`; NaN when empty.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
+    s[rank.min(s.len()) - 1]
+}
+
+/// UTC `YYYY-MM-DD HH:MM` for seconds since the epoch (Hinnant's civil_from_days).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let sod = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        sod / 3600,
+        sod / 60 % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(median(&v), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[3.0], 99.0), 3.0);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(q("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        assert_eq!(num(1.5), "1.5");
+        assert_eq!(num(2.0), "2");
+        assert_eq!(num(f64::NAN), "null");
+    }
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
+    }
+}
