@@ -215,10 +215,21 @@ pub fn display(path: &[u8]) -> String {
 
 /// Opens `path` read-only, close-on-exec, with `extra` flags (e.g. `O_NONBLOCK`, `O_DIRECTORY`).
 pub fn open(path: &[u8], extra: c_int) -> Result<Fd> {
-    with_cpath(path, |p| {
-        // SAFETY: p is a NUL-terminated path that outlives the call.
-        own(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | extra) })
-    })
+    with_cpath(path, |p| open_c(libc::AT_FDCWD, p, extra))
+}
+
+/// Like [`open`], with a relative `path` looked up from the directory `dir` (openat(2)): the
+/// kernel walks one component instead of the whole path again.
+pub fn open_at(dir: &Fd, path: &[u8], extra: c_int) -> Result<Fd> {
+    with_cpath(path, |p| open_c(dir.0, p, extra))
+}
+
+/// openat(2) rather than musl's open(3): for O_CLOEXEC musl's open adds an
+/// `fcntl(F_SETFD, FD_CLOEXEC)` for kernels older than 2.6.23, one more syscall per file.
+fn open_c(dir: c_int, path: &CStr, extra: c_int) -> Result<Fd> {
+    // SAFETY: path is a NUL-terminated path that outlives the call; dir is AT_FDCWD or an fd
+    // the caller owns.
+    own(unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | extra) })
 }
 
 /// One read(2); EINTR is returned to the caller, which decides whether to retry.
@@ -371,6 +382,19 @@ pub struct DirEntry {
     pub is_dir: bool,
 }
 
+/// What an entry is, without following a symlink (getdents64's `d_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+    /// A fifo, socket or device.
+    Special,
+}
+
 /// The entries of a directory, read with getdents64(2), minus `.` and `..`.
 ///
 /// A read error after opening ends the listing, like `read_dir(..).flatten()` did.
@@ -396,10 +420,21 @@ const D_RECLEN: usize = 16;
 const D_TYPE: usize = 18;
 const D_NAME: usize = 19;
 
-impl Iterator for ReadDir {
-    type Item = DirEntry;
+impl ReadDir {
+    /// The open directory, for [`open_at`] on its entries.
+    pub fn fd(&self) -> &Fd {
+        &self.fd
+    }
 
-    fn next(&mut self) -> Option<DirEntry> {
+    /// The next entry's name and kind, borrowed from the listing buffer: unlike the iterator,
+    /// no allocation per entry, which matters for `/proc` with thousands of processes.
+    pub fn next_entry(&mut self) -> Option<(&[u8], Kind)> {
+        let (start, len, kind) = self.advance()?;
+        Some((&self.buf[start..start + len], kind))
+    }
+
+    /// Moves to the next entry: where its name sits in `buf`, how long it is, and its kind.
+    fn advance(&mut self) -> Option<(usize, usize, Kind)> {
         loop {
             if self.pos >= self.end {
                 // SAFETY: buf is valid for writes of buf.len() bytes; the fd is a directory.
@@ -420,7 +455,8 @@ impl Iterator for ReadDir {
                 self.pos = 0;
                 self.end = (n as usize).min(self.buf.len());
             }
-            let rec = self.buf.get(self.pos..self.end)?;
+            let start = self.pos;
+            let rec = self.buf.get(start..self.end)?;
             let reclen = usize::from(u16::from_ne_bytes([
                 *rec.get(D_RECLEN)?,
                 *rec.get(D_RECLEN + 1)?,
@@ -431,28 +467,45 @@ impl Iterator for ReadDir {
             self.pos += reclen;
             let d_type = rec[D_TYPE];
             let name = &rec[D_NAME..reclen];
-            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            // d_name is NUL-terminated inside the record; a record without one is cut short.
+            let len = name.iter().position(|&b| b == 0)?;
+            let name = &name[..len];
             if name == b"." || name == b".." {
                 continue;
             }
-            // Some filesystems do not fill d_type: ask the inode, without following symlinks.
-            let is_dir = match d_type {
-                libc::DT_DIR => true,
+            let kind = match d_type {
+                libc::DT_DIR => Kind::Dir,
+                libc::DT_REG => Kind::File,
+                libc::DT_LNK => Kind::Symlink,
+                // Some filesystems do not fill d_type: ask the inode, without following
+                // symlinks. The name is NUL-terminated in place, so no copy is needed.
                 libc::DT_UNKNOWN => {
-                    let mut c = Vec::with_capacity(name.len() + 1);
-                    c.extend_from_slice(name);
-                    c.push(0);
-                    CStr::from_bytes_with_nul(&c).ok().is_some_and(|c| {
-                        stat_at(self.fd.0, c, libc::AT_SYMLINK_NOFOLLOW).is_ok_and(|s| s.is_dir())
-                    })
+                    let c = CStr::from_bytes_with_nul(&rec[D_NAME..=D_NAME + len]).ok();
+                    match c.map(|c| stat_at(self.fd.0, c, libc::AT_SYMLINK_NOFOLLOW)) {
+                        Some(Ok(s)) if s.is_dir() => Kind::Dir,
+                        Some(Ok(s)) if s.is_file() => Kind::File,
+                        Some(Ok(s)) if s.is_symlink() => Kind::Symlink,
+                        Some(Ok(_)) => Kind::Special,
+                        // Gone since the listing: whoever follows the name finds out.
+                        _ => Kind::Symlink,
+                    }
                 }
-                _ => false,
+                _ => Kind::Special,
             };
-            return Some(DirEntry {
-                name: name.to_vec(),
-                is_dir,
-            });
+            return Some((start + D_NAME, len, kind));
         }
+    }
+}
+
+impl Iterator for ReadDir {
+    type Item = DirEntry;
+
+    fn next(&mut self) -> Option<DirEntry> {
+        let (name, kind) = self.next_entry()?;
+        Some(DirEntry {
+            name: name.to_vec(),
+            is_dir: kind == Kind::Dir,
+        })
     }
 }
 
