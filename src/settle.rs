@@ -11,7 +11,7 @@
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::sys::{self, Errno, Instant};
+use crate::sys::{self, Errno, Instant, Kind};
 use crate::watch::{is_internal, is_scratch};
 
 /// The debounce window and the cap on it.
@@ -124,58 +124,85 @@ impl Fingerprinter {
             }
             h.write(dir);
             h.write_u8(0);
-            let mut stack = Vec::new();
-            self.hash_dir(&mut h, dir, &mut stack);
+            let mut links = Vec::new();
+            self.hash_dir(&mut h, dir, 0, &mut links);
         }
         Ok(Fingerprint(h.finish()))
     }
 
     /// Hashes a directory: a kubelet volume by the tree `..data` points to, otherwise its
     /// entries sorted by name, following symlinks, minus internals and editor scratch files.
-    fn hash_dir(&mut self, h: &mut Hasher, dir: &[u8], stack: &mut Vec<(u64, u64)>) {
-        let data = sys::join(dir, b"..data");
-        if sys::lstat(&data).is_ok_and(|m| m.is_symlink()) {
-            self.hash_kubelet(h, dir, &data, stack);
-            return;
-        }
-        let Ok(meta) = sys::stat(dir) else {
-            h.write(b"\x01gone");
-            return;
-        };
-        let id = (meta.dev, meta.ino);
-        if stack.contains(&id) || stack.len() >= MAX_DEPTH {
+    ///
+    /// The listing's d_type says what each entry is, so only symlinks are stat'ed (the walk
+    /// of a 10,000-directory tree made three stats per directory before). A loop can only go
+    /// through a symlink, so only the directories reached through one are remembered in
+    /// `links` (device, inode); `depth` stops anything else, such as a bind mount of an
+    /// ancestor.
+    fn hash_dir(&mut self, h: &mut Hasher, dir: &[u8], depth: usize, links: &mut Vec<(u64, u64)>) {
+        if depth >= MAX_DEPTH {
             h.write(b"\x01loop");
             return;
         }
-        stack.push(id);
-        let mut names: Vec<Vec<u8>> = match sys::read_dir(dir) {
-            Ok(rd) => rd
-                .map(|e| e.name)
-                .filter(|n| !is_internal(n) && !is_scratch(n))
-                .collect(),
-            Err(e) => {
-                hash_error(h, e);
-                Vec::new()
+        let data = || sys::join(dir, b"..data");
+        let mut rd = match sys::read_dir(dir) {
+            Ok(rd) => rd,
+            // A directory we may enter but not list can still be a kubelet volume.
+            Err(_) if sys::lstat(&data()).is_ok_and(|m| m.is_symlink()) => {
+                return self.hash_kubelet(h, dir, &data(), depth, links);
             }
+            Err(e) => return hash_error(h, e),
         };
-        names.sort();
-        for name in names {
-            h.write(&name);
-            h.write_u8(0);
-            let path = sys::join(dir, &name);
-            match sys::stat(&path) {
-                Ok(m) if m.is_dir() => {
-                    h.write(b"\x02{");
-                    self.hash_dir(h, &path, stack);
-                    h.write(b"}");
-                }
-                Ok(m) if m.is_file() => self.hash_file(h, &path),
-                // Sockets, fifos, devices: never opened (a fifo would block), only named.
-                Ok(_) => h.write(b"\x03special"),
-                Err(e) => hash_error(h, e),
+        // Names in one buffer, entries as (start, end, kind) into it: two allocations per
+        // directory instead of one per name.
+        let mut names = Vec::new();
+        let mut entries = Vec::new();
+        let mut kubelet = false;
+        while let Some((name, kind)) = rd.next_entry() {
+            if is_internal(name) {
+                kubelet |= name == b"..data" && kind == Kind::Symlink;
+            } else if !is_scratch(name) {
+                entries.push((names.len(), names.len() + name.len(), kind));
+                names.extend_from_slice(name);
             }
         }
-        stack.pop();
+        drop(rd);
+        if kubelet {
+            return self.hash_kubelet(h, dir, &data(), depth, links);
+        }
+        entries.sort_unstable_by(|a, b| names[a.0..a.1].cmp(&names[b.0..b.1]));
+        for (start, end, kind) in entries {
+            let name = &names[start..end];
+            h.write(name);
+            h.write_u8(0);
+            let path = sys::join(dir, name);
+            match kind {
+                Kind::Dir => {
+                    h.write(b"\x02{");
+                    self.hash_dir(h, &path, depth + 1, links);
+                    h.write(b"}");
+                }
+                Kind::File => self.hash_file(h, &path),
+                Kind::Symlink => match sys::stat(&path) {
+                    Ok(m) if m.is_dir() => {
+                        h.write(b"\x02{");
+                        let id = (m.dev, m.ino);
+                        if links.contains(&id) {
+                            h.write(b"\x01loop");
+                        } else {
+                            links.push(id);
+                            self.hash_dir(h, &path, depth + 1, links);
+                            links.pop();
+                        }
+                        h.write(b"}");
+                    }
+                    Ok(m) if m.is_file() => self.hash_file(h, &path),
+                    Ok(_) => h.write(b"\x03special"),
+                    Err(e) => hash_error(h, e),
+                },
+                // Sockets, fifos, devices: never opened (a fifo would block), only named.
+                Kind::Special => h.write(b"\x03special"),
+            }
+        }
     }
 
     /// A kubelet volume: hash the tree under the target of `..data`, and start again if the
@@ -185,14 +212,15 @@ impl Fingerprinter {
         h: &mut Hasher,
         dir: &[u8],
         data: &[u8],
-        stack: &mut Vec<(u64, u64)>,
+        depth: usize,
+        links: &mut Vec<(u64, u64)>,
     ) {
         for _ in 0..KUBELET_RETRIES {
             let Ok(before) = sys::readlink(data) else {
                 continue;
             };
             let mut inner = Hasher::new();
-            self.hash_dir(&mut inner, &sys::join(dir, &before), stack);
+            self.hash_dir(&mut inner, &sys::join(dir, &before), depth, links);
             if sys::readlink(data).ok().as_ref() == Some(&before) {
                 h.write(&inner.finish().to_le_bytes());
                 return;
