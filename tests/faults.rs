@@ -24,7 +24,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use testkit::kubelet::Volume;
-use testkit::recorder::{Options, Received, Recorder};
+use testkit::recorder::{contents, Options, Recorder};
 use testkit::reloader::{code, command, path_str, Reloader};
 use testkit::{wait_until, TempDir};
 
@@ -131,30 +131,6 @@ fn in_user_namespace(setup: &str, env: &[(&str, &str)]) -> Command {
     )
 }
 
-fn contents(got: &[Received]) -> Vec<String> {
-    got.iter()
-        .map(|r| match &r.content {
-            Ok(b) => String::from_utf8_lossy(b).into_owned(),
-            Err(e) => format!("errno {e}"),
-        })
-        .collect()
-}
-
-/// Waits for signal number `n` and checks that no further one follows within [`QUIET`].
-fn expect_exactly(app: &Recorder, n: usize) -> Vec<Received> {
-    app.wait_received(n, T);
-    // Proving an absence needs a pause: nothing else can be awaited.
-    sleep(QUIET);
-    let got = app.received();
-    assert_eq!(
-        got.len(),
-        n,
-        "expected exactly {n} signal(s), got {:?}",
-        contents(&got)
-    );
-    got
-}
-
 /// One-letter state from `/proc/PID/stat` (after the last `)`: comm may hold one).
 fn state(pid: i32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -216,11 +192,11 @@ fn deleted_and_recreated_config_dir_is_rearmed_and_reloads_once_for_the_new_cont
 
     fs::create_dir(&root).unwrap();
     let vol = Volume::create(&root, &kv(&[("app.conf", "v2")])).unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["v2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v2"]);
 
     // The new directory is watched: the next kubelet update is one more reload.
     vol.update(&kv(&[("app.conf", "v3")])).unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 2)), ["v2", "v3"]);
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET)), ["v2", "v3"]);
     assert!(rel.is_running());
 }
 
@@ -238,7 +214,7 @@ fn relative_config_dir_deleted_and_recreated_is_rearmed() {
     rel.wait_lines("warn watched directory is missing", 1, T);
     fs::create_dir(tmp.join("cfg")).unwrap();
     write(&tmp.join("cfg/app.conf"), "v2");
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["v2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v2"]);
 }
 
 #[test]
@@ -252,10 +228,10 @@ fn subdirectory_deleted_and_recreated_within_the_debounce_is_one_reload_and_watc
     fs::remove_dir_all(dir.join("sub")).unwrap();
     fs::create_dir(dir.join("sub")).unwrap();
     write(&dir.join("sub/x.conf"), "new");
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["new"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["new"]);
 
     write(&dir.join("sub/x.conf"), "newer");
-    assert_eq!(contents(&expect_exactly(&app, 2)), ["new", "newer"]);
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET)), ["new", "newer"]);
 }
 
 #[test]
@@ -268,14 +244,14 @@ fn subdirectory_deleted_then_recreated_later_reloads_for_each_and_is_watched_aga
 
     // Deleting a subdirectory changes what the app reads: one reload, and the file is gone.
     fs::remove_dir_all(dir.join("sub")).unwrap();
-    let got = expect_exactly(&app, 1);
+    let got = app.expect_exactly(1, T, QUIET);
     assert_eq!(got[0].content, Err(libc::ENOENT));
 
     fs::create_dir(dir.join("sub")).unwrap();
     write(&dir.join("sub/x.conf"), "back");
-    assert_eq!(contents(&expect_exactly(&app, 2))[1], "back");
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET))[1], "back");
     write(&dir.join("sub/x.conf"), "again");
-    assert_eq!(contents(&expect_exactly(&app, 3))[2], "again");
+    assert_eq!(contents(&app.expect_exactly(3, T, QUIET))[2], "again");
 }
 
 #[test]
@@ -292,13 +268,13 @@ fn config_dir_moved_away_and_replaced_follows_the_name_not_the_old_inode() {
     // IN_MOVE_SELF: the watch would follow the inode to cfg.old; the reloader must not.
     fs::rename(&root, &old).unwrap();
     fs::rename(&staged, &root).unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["v2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v2"]);
 
     write(&root.join("app.conf"), "v3");
-    assert_eq!(contents(&expect_exactly(&app, 2))[1], "v3");
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET))[1], "v3");
     // The moved-away directory is no longer the configuration.
     write(&old.join("app.conf"), "stale");
-    expect_exactly(&app, 2);
+    app.expect_exactly(2, T, QUIET);
     assert!(rel.is_running());
 }
 
@@ -316,11 +292,14 @@ fn subdirectory_created_and_filled_in_one_burst_is_watched_all_the_way_down() {
         write(&dir.join(format!("new/deep/f{i:03}.conf")), &i.to_string());
     }
     write(&dir.join("new/deep/last.conf"), "burst");
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["burst"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["burst"]);
 
     // The directories made during the burst are watched: a later write deep inside reloads.
     write(&dir.join("new/deep/last.conf"), "later");
-    assert_eq!(contents(&expect_exactly(&app, 2)), ["burst", "later"]);
+    assert_eq!(
+        contents(&app.expect_exactly(2, T, QUIET)),
+        ["burst", "later"]
+    );
 }
 
 // ---- Symlinked configuration directories ----
@@ -335,7 +314,7 @@ fn config_dir_that_is_a_symlink_sees_changes_in_its_target() {
     let _rel = start(&tmp.join("link"), "linkapp", &[]);
 
     write(&tmp.join("real/app.conf"), "v2");
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["v2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v2"]);
 }
 
 #[test]
@@ -348,7 +327,7 @@ fn config_dir_under_a_symlinked_parent_sees_changes() {
     let _rel = start(&tmp.join("etc/conf.d"), "lparentapp", &[]);
 
     write(&tmp.join("real/conf.d/sub/app.conf"), "v2");
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["v2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v2"]);
 }
 
 #[test]
@@ -365,13 +344,13 @@ fn repointing_the_config_dir_symlink_reloads_the_new_target_and_watches_it() {
     // `ln -sfn v2 current` done atomically, as deploy scripts do: a new link renamed over it.
     symlink("v2", tmp.join("current.tmp")).unwrap();
     fs::rename(tmp.join("current.tmp"), tmp.join("current")).unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["two"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["two"]);
 
     write(&tmp.join("v2/app.conf"), "two-edited");
-    assert_eq!(contents(&expect_exactly(&app, 2))[1], "two-edited");
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET))[1], "two-edited");
     // The old target is no longer what the app reads.
     write(&tmp.join("v1/app.conf"), "one-edited");
-    expect_exactly(&app, 2);
+    app.expect_exactly(2, T, QUIET);
 }
 
 // ---- Kernel limits ----
@@ -411,11 +390,14 @@ fn queue_overflow_rescans_and_reloads_once_with_the_final_content() {
         line.contains("sysctl=fs.inotify.max_queued_events limit="),
         "{line}"
     );
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["final"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["final"]);
 
     // Every watch was rebuilt: the next change is seen.
     write(&dir.join("app.conf"), "after");
-    assert_eq!(contents(&expect_exactly(&app, 2)), ["final", "after"]);
+    assert_eq!(
+        contents(&app.expect_exactly(2, T, QUIET)),
+        ["final", "after"]
+    );
 }
 
 #[test]
@@ -446,7 +428,7 @@ fn watch_limit_names_the_sysctl_and_the_number_needed_and_watched_dirs_still_rel
     }
 
     write(&dir.join("app.conf"), "v2");
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["v2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v2"]);
     assert!(rel.is_running());
 }
 
@@ -497,7 +479,7 @@ fn eperm_from_another_uid_is_logged_with_a_hint_survived_and_the_next_change_ret
     // fails, and is logged again rather than given up on.
     let own = spawn_app_as(SIDECAR_UID, "permapp", &dir.join("app.conf"));
     write(&dir.join("app.conf"), "v3");
-    assert_eq!(contents(&expect_exactly(&own, 1)), ["v3"]);
+    assert_eq!(contents(&own.expect_exactly(1, T, QUIET)), ["v3"]);
     rel.wait_lines("error signal failed", 2, T);
     assert!(foreign.received().is_empty());
 }
@@ -631,7 +613,7 @@ fn target_gone_between_scan_and_signal_is_esrch_logged_and_its_successor_gets_th
 
     let successor = spawn_app("esrchapp", &conf);
     write(&conf, "v3");
-    assert_eq!(contents(&expect_exactly(&successor, 1)), ["v3"]);
+    assert_eq!(contents(&successor.expect_exactly(1, T, QUIET)), ["v3"]);
     assert_eq!(contents(&apps[first].received()), ["v2", "v3"]);
     rel.drain();
     assert_eq!(rel.text.matches("info reloaded").count(), 3, "{}", rel.text);
@@ -660,11 +642,11 @@ fn unreadable_file_is_treated_as_a_change_and_an_unreadable_dir_is_logged_never_
     // itself sends no event we ask for; the same-bytes rewrite of app.conf wakes it).
     chmod(&dir.join("secret.conf"), 0o000);
     write(&dir.join("app.conf"), "a");
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["a"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["a"]);
 
     chmod(&dir.join("secret.conf"), 0o644);
     write(&dir.join("app.conf"), "b");
-    assert_eq!(contents(&expect_exactly(&app, 2))[1], "b");
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET))[1], "b");
     assert!(rel.is_running());
 }
 

@@ -12,7 +12,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use testkit::kubelet::{UpdateOptions, Volume};
-use testkit::recorder::{Mode, Options, Received, Recorder};
+use testkit::recorder::{contents, Mode, Options, Recorder};
 use testkit::reloader::{code, path_str, run_to_exit, Reloader};
 use testkit::{wait_until, TempDir};
 
@@ -41,30 +41,6 @@ fn start(dir: &Path, name: &str, extra: &[(&str, &str)]) -> Reloader {
     Reloader::start(bin(), &env, &[])
 }
 
-fn contents(got: &[Received]) -> Vec<String> {
-    got.iter()
-        .map(|r| match &r.content {
-            Ok(b) => String::from_utf8_lossy(b).into_owned(),
-            Err(e) => format!("errno {e}"),
-        })
-        .collect()
-}
-
-/// Waits for signal number `n` and checks that no further one follows within [`QUIET`].
-fn expect_exactly(app: &Recorder, n: usize) -> Vec<Received> {
-    app.wait_received(n, T);
-    // Proving an absence needs a pause: nothing else can be awaited.
-    sleep(QUIET);
-    let got = app.received();
-    assert_eq!(
-        got.len(),
-        n,
-        "expected exactly {n} signal(s), got {:?}",
-        contents(&got)
-    );
-    got
-}
-
 fn kv(files: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static [u8])> {
     files.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
 }
@@ -79,14 +55,14 @@ fn kubelet_update_sends_exactly_one_sighup_and_the_app_sees_the_new_content() {
     assert!(vol
         .update(&kv(&[("app.conf", "v2"), ("other.conf", "o1")]))
         .unwrap());
-    let got = expect_exactly(&app, 1);
+    let got = app.expect_exactly(1, T, QUIET);
     assert_eq!(contents(&got), ["v2"]);
     assert_eq!(got[0].signo, libc::SIGHUP);
 
     assert!(vol
         .update(&kv(&[("app.conf", "v3"), ("other.conf", "o2")]))
         .unwrap());
-    assert_eq!(contents(&expect_exactly(&app, 2)), ["v2", "v3"]);
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET)), ["v2", "v3"]);
     assert_eq!(rel.lines("info reloaded").len(), 2, "{}", rel.log());
 }
 
@@ -100,7 +76,7 @@ fn first_population_of_an_empty_volume_is_one_reload() {
         &kv(&[("app.conf", "hello"), ("b", "1"), ("c", "2")]),
     )
     .unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["hello"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["hello"]);
 }
 
 #[test]
@@ -112,11 +88,11 @@ fn key_added_and_key_removed_are_one_reload_each() {
 
     vol.update(&kv(&[("app.conf", "a"), ("new.conf", "added")]))
         .unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["added"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["added"]);
     assert!(dir.join("new.conf").exists());
 
     vol.update(&kv(&[("app.conf", "a")])).unwrap();
-    let got = expect_exactly(&app, 2);
+    let got = app.expect_exactly(2, T, QUIET);
     assert_eq!(
         got[1].content,
         Err(libc::ENOENT),
@@ -140,7 +116,7 @@ fn slow_legacy_and_fsgroup_writers_still_give_one_fresh_reload() {
     vol.update_with(&files("2"), &slow)
         .unwrap()
         .expect("changed");
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["2"]);
 
     let legacy = UpdateOptions {
         legacy_order: true,
@@ -150,7 +126,7 @@ fn slow_legacy_and_fsgroup_writers_still_give_one_fresh_reload() {
     vol.update_with(&files("3"), &legacy)
         .unwrap()
         .expect("changed");
-    assert_eq!(contents(&expect_exactly(&app, 2)), ["2", "3"]);
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET)), ["2", "3"]);
 }
 
 #[test]
@@ -197,7 +173,7 @@ fn chmod_touch_fsgroup_pass_and_same_content_swap_send_nothing() {
     );
 
     vol.update(&kv(&[("app.conf", "different")])).unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["different"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["different"]);
 }
 
 #[test]
@@ -215,7 +191,7 @@ fn in_place_truncate_and_write_is_one_reload() {
     f.write_all(b"ne").unwrap();
     f.write_all(b"w").unwrap();
     drop(f);
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["new"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["new"]);
 }
 
 #[test]
@@ -230,7 +206,10 @@ fn sed_in_place_is_one_reload() {
         .status()
         .unwrap();
     assert!(ok.success());
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["listen 8080\n"]);
+    assert_eq!(
+        contents(&app.expect_exactly(1, T, QUIET)),
+        ["listen 8080\n"]
+    );
 }
 
 #[test]
@@ -250,7 +229,7 @@ fn vim_style_save_is_one_reload() {
     fs::remove_file(dir.join("app.conf~")).unwrap();
     fs::write(dir.join(".app.conf.swp"), "swap2").unwrap();
     fs::remove_file(dir.join(".app.conf.swp")).unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["new"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["new"]);
 }
 
 #[test]
@@ -288,12 +267,12 @@ fn restarted_target_is_found_again_by_name() {
     let first = spawn_app("restartme", &dir.join("app.conf"));
     let rel = start(dir.path(), "restartme", &[]);
     fs::write(dir.join("app.conf"), "2").unwrap();
-    expect_exactly(&first, 1);
+    first.expect_exactly(1, T, QUIET);
     drop(first);
 
     let second = spawn_app("restartme", &dir.join("app.conf"));
     fs::write(dir.join("app.conf"), "3").unwrap();
-    assert_eq!(contents(&expect_exactly(&second, 1)), ["3"]);
+    assert_eq!(contents(&second.expect_exactly(1, T, QUIET)), ["3"]);
     let pids: Vec<String> = rel
         .lines("info reloaded")
         .iter()
@@ -319,7 +298,7 @@ fn absent_target_is_logged_and_reached_once_it_appears() {
 
     let app = spawn_app("latecomer", &dir.join("app.conf"));
     fs::write(dir.join("app.conf"), "3").unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["3"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["3"]);
 }
 
 #[test]
@@ -333,7 +312,7 @@ fn a_27_character_name_matches_and_its_15_char_prefix_does_not() {
     let cousin = spawn_app("my-very-long-process-other", &dir.join("app.conf"));
     let rel = start(dir.path(), long, &[]);
     fs::write(dir.join("app.conf"), "2").unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["2"]);
     assert!(cousin.received().is_empty());
     drop(rel);
 
@@ -356,7 +335,7 @@ fn parent_and_children_with_the_same_name_roots_by_default_all_on_request() {
     });
     let roots = start(dir.path(), "masterapp", &[]);
     fs::write(dir.join("app.conf"), "2").unwrap();
-    let got = expect_exactly(&master, 1);
+    let got = master.expect_exactly(1, T, QUIET);
     assert_eq!(
         got[0].pid,
         master.reported_pids()[0],
@@ -366,7 +345,7 @@ fn parent_and_children_with_the_same_name_roots_by_default_all_on_request() {
 
     let _all = start(dir.path(), "masterapp", &[("RELOAD_TARGETS", "all")]);
     fs::write(dir.join("app.conf"), "3").unwrap();
-    let got = expect_exactly(&master, 4);
+    let got = master.expect_exactly(4, T, QUIET);
     let mut pids: Vec<i32> = got[1..].iter().map(|r| r.pid).collect();
     pids.sort();
     let mut want = master.reported_pids().to_vec();
@@ -388,9 +367,9 @@ fn two_directories_are_both_watched() {
         &[],
     );
     fs::write(b.join("b.conf"), "b2").unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["b2"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["b2"]);
     fs::write(a.join("a.conf"), "a2").unwrap();
-    expect_exactly(&app, 2);
+    app.expect_exactly(2, T, QUIET);
 }
 
 #[test]
@@ -400,9 +379,9 @@ fn subdirectories_created_later_are_watched() {
     let _rel = start(dir.path(), "subapp", &[]);
     fs::create_dir_all(dir.join("conf.d/deep")).unwrap();
     fs::write(dir.join("conf.d/deep/x.conf"), "x1").unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 1)), ["x1"]);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["x1"]);
     fs::write(dir.join("conf.d/deep/x.conf"), "x2").unwrap();
-    assert_eq!(contents(&expect_exactly(&app, 2)), ["x1", "x2"]);
+    assert_eq!(contents(&app.expect_exactly(2, T, QUIET)), ["x1", "x2"]);
 }
 
 #[test]
@@ -417,7 +396,7 @@ fn sigusr1_and_realtime_signals_are_sent_as_configured() {
     });
     let rel = start(dir.path(), "usr1app", &[("RELOAD_SIGNAL", "SIGUSR1")]);
     fs::write(dir.join("app.conf"), "2").unwrap();
-    assert_eq!(expect_exactly(&app, 1)[0].signo, libc::SIGUSR1);
+    assert_eq!(app.expect_exactly(1, T, QUIET)[0].signo, libc::SIGUSR1);
     drop(rel);
     let _rel = Reloader::start(
         bin(),
@@ -428,7 +407,7 @@ fn sigusr1_and_realtime_signals_are_sent_as_configured() {
         &["--signal", "rtmin+2"],
     );
     fs::write(dir.join("app.conf"), "3").unwrap();
-    assert_eq!(expect_exactly(&app, 2)[1].signo, 36);
+    assert_eq!(app.expect_exactly(2, T, QUIET)[1].signo, 36);
 }
 
 #[test]
@@ -460,7 +439,7 @@ fn a_target_that_does_not_handle_sighup_is_not_killed() {
     });
     let _rel = start(dir.path(), "blocker", &[]);
     fs::write(dir.join("app.conf"), "3").unwrap();
-    assert_eq!(contents(&expect_exactly(&blocker, 1)), ["3"]);
+    assert_eq!(contents(&blocker.expect_exactly(1, T, QUIET)), ["3"]);
 
     // RELOAD_FORCE sends anyway, and the default action does what it does.
     let _forced = start(dir.path(), "fragile", &[("RELOAD_FORCE", "true")]);
@@ -694,7 +673,7 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
         rel.log()
     );
     fs::write(dir.join("app.conf"), "2").unwrap();
-    let got = expect_exactly(&app, 1);
+    let got = app.expect_exactly(1, T, QUIET);
     assert_eq!(contents(&got), ["2"]);
     assert!(pause.received().is_empty(), "PID 1 (pause) was signalled");
     assert!(
@@ -712,7 +691,7 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
         .env("PROCESS_NAME", "pause");
     let _rel = Reloader::start_command(cmd);
     fs::write(dir.join("app.conf"), "3").unwrap();
-    assert_eq!(expect_exactly(&pause, 1)[0].pid, 1);
+    assert_eq!(pause.expect_exactly(1, T, QUIET)[0].pid, 1);
 }
 
 #[test]

@@ -136,8 +136,11 @@ fn thousands_of_kubelet_updates_each_reload_once_with_flat_fds_and_memory() {
         &[("app.conf", b"v0"), ("other.conf", b"constant")],
     )
     .unwrap();
+    // Unique per run: the exact count of `reloaded` lines below must not include a soak app
+    // of another test run on the same machine.
+    let name = format!("soak{}", std::process::id());
     let app = Recorder::spawn(Options {
-        name: Some("soakapp".into()),
+        name: Some(name.clone()),
         read: Some(dir.join("app.conf")),
         ..Options::default()
     });
@@ -146,7 +149,7 @@ fn thousands_of_kubelet_updates_each_reload_once_with_flat_fds_and_memory() {
         &bin,
         &[
             ("CONFIG_DIR", path_str(dir.path())),
-            ("PROCESS_NAME", "soakapp"),
+            ("PROCESS_NAME", &name),
             ("RELOAD_DEBOUNCE", "5ms"),
         ],
         &[],

@@ -335,24 +335,12 @@ fn make_data_dir(root: &Path) -> io::Result<String> {
     }
 }
 
-/// `YYYY_MM_DD_HH_MM_SS` in UTC for seconds since the epoch (Hinnant's civil_from_days).
+/// `YYYY_MM_DD_HH_MM_SS` in UTC for seconds since the epoch, as the kubelet names data dirs.
 fn utc_stamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let sod = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = crate::utc(secs);
     format!(
-        "{year:04}_{month:02}_{day:02}_{:02}_{:02}_{:02}",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
+        "{:04}_{:02}_{:02}_{:02}_{:02}_{:02}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 

@@ -13,8 +13,10 @@ pub mod recorder;
 pub mod reloader;
 mod sys;
 mod tempdir;
+mod time;
 mod wait;
 
 pub use sys::{kill, monotonic_ns};
 pub use tempdir::TempDir;
+pub use time::{utc, Utc};
 pub use wait::wait_until;

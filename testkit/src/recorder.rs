@@ -99,6 +99,17 @@ pub struct Received {
     pub content: Result<Vec<u8>, i32>,
 }
 
+/// What each signal's re-read returned, as text (`errno N` when unreadable): for assertions
+/// and failure messages that show what the app saw.
+pub fn contents(got: &[Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| match &r.content {
+            Ok(b) => String::from_utf8_lossy(b).into_owned(),
+            Err(e) => format!("errno {e}"),
+        })
+        .collect()
+}
+
 /// A running `sigrecord` (and its children); killed with SIGKILL and reaped on drop.
 #[derive(Debug)]
 pub struct Recorder {
@@ -232,6 +243,22 @@ impl Recorder {
             let got = self.received();
             (got.len() >= n).then_some(got)
         })
+    }
+
+    /// Waits up to `timeout` for signal number `n`, then watches for `quiet` to prove that no
+    /// further signal follows, and returns every signal received. The pause is the one place a
+    /// sleep is right: an absence cannot be awaited.
+    pub fn expect_exactly(&self, n: usize, timeout: Duration, quiet: Duration) -> Vec<Received> {
+        self.wait_received(n, timeout);
+        std::thread::sleep(quiet);
+        let got = self.received();
+        assert_eq!(
+            got.len(),
+            n,
+            "expected exactly {n} signal(s), got {:?}",
+            contents(&got)
+        );
+        got
     }
 
     /// Whether the main sigrecord process exists and is not a zombie.

@@ -3,7 +3,8 @@
 use std::io;
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock `sigrecord` stamps signals with, so the two
-/// can be subtracted (commit → signal latency).
+/// can be subtracted (commit → signal latency). Async-signal-safe (signal-safety(7)): sigrecord
+/// calls it in its signal handler.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -284,7 +284,7 @@ fn new_self_pipe() -> io::Result<i32> {
 extern "C" fn on_signal(signo: libc::c_int) {
     // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life.
     let errno = unsafe { *libc::__errno_location() };
-    let t = sys::monotonic_ns();
+    let t = testkit::monotonic_ns();
     let mut rec = [0u8; RECORD];
     rec[..4].copy_from_slice(&signo.to_ne_bytes());
     rec[4..].copy_from_slice(&t.to_ne_bytes());
@@ -315,7 +315,7 @@ impl State<'_> {
             }
             if let (Some(sfd), Some(true)) = (self.sfd, ready.get(1)) {
                 while let Some(signo) = sys::read_signalfd(sfd)? {
-                    events.push((signo, sys::monotonic_ns()));
+                    events.push((signo, testkit::monotonic_ns()));
                 }
             }
             // One batch may hold signals from the pipe and the signalfd: record them in the
@@ -415,17 +415,6 @@ mod sys {
             }
             set.assume_init()
         }
-    }
-
-    /// CLOCK_MONOTONIC in nanoseconds; async-signal-safe (signal-safety(7)).
-    pub fn monotonic_ns() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: ts is a valid timespec; CLOCK_MONOTONIC always exists on Linux.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 
     pub fn set_mask(how: libc::c_int, sigs: &[i32]) -> io::Result<()> {
