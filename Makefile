@@ -74,9 +74,10 @@ test: deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory build-test-bins image
-	cargo test --workspace --no-fail-fast
 	# Keeps the bench from rotting; its figures are reported, never asserted.
 	$(MAKE) --no-print-directory bench-smoke
+	cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' target/test.log
 
 clean:
 	cargo clean
