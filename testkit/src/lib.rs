@@ -19,4 +19,4 @@ mod wait;
 pub use sys::{kill, monotonic_ns};
 pub use tempdir::TempDir;
 pub use time::{utc, Utc};
-pub use wait::wait_until;
+pub use wait::{wait_until, wait_until_every};

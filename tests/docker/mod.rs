@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use testkit::TempDir;
 
@@ -428,20 +428,10 @@ impl Drop for Container {
     }
 }
 
-/// Like [`testkit::wait_until`], but checks every 50 ms: each check of a container spawns the
-/// docker CLI, which is not free on a small CI machine.
-pub fn wait_docker<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// [`testkit::wait_until`] checking every 50 ms: each check of a container spawns the docker
+/// CLI, which is not free on a small CI machine.
+pub fn wait_docker<T>(timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    testkit::wait_until_every(Duration::from_millis(50), timeout, what, f)
 }
 
 /// `GET /` over HTTP/1.1 with `Connection: close`; the body, or `None` while nothing answers.
