@@ -737,3 +737,18 @@ fn subpath_and_single_file_mounts_are_warned_about_at_start() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn alone_in_its_pid_namespace_it_warns_that_nobody_can_be_signalled() {
+    // A pod without shareProcessNamespace: the sidecar is PID 1 and the only process in /proc.
+    let dir = TempDir::new("alone").unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", BIN]);
+    cmd.env_clear()
+        .env("CONFIG_DIR", dir.path())
+        .env("PROCESS_NAME", "anything");
+    let rel = Reloader::start_command(cmd);
+    let warning = rel.lines("warn no other process is visible in /proc");
+    assert_eq!(warning.len(), 1, "{}", rel.log());
+    assert!(warning[0].contains("shareProcessNamespace"), "{warning:?}");
+}
