@@ -88,6 +88,15 @@ fn check(ret: c_int) -> Result<c_int> {
     }
 }
 
+/// [`check`] for calls returning a byte count (read, write, getdents64).
+fn check_len(ret: isize) -> Result<usize> {
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
 /// An open file descriptor, closed when dropped.
 #[derive(Debug)]
 pub struct Fd(c_int);
@@ -235,12 +244,7 @@ fn open_c(dir: c_int, path: &CStr, extra: c_int) -> Result<Fd> {
 /// One read(2); EINTR is returned to the caller, which decides whether to retry.
 pub fn read(fd: &Fd, buf: &mut [u8]) -> Result<usize> {
     // SAFETY: buf is valid for writes of buf.len() bytes.
-    let n = unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(n as usize)
-    }
+    check_len(unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// Reads until end of file, appending to `buf`; retries on EINTR.
@@ -251,19 +255,15 @@ pub fn read_to_end(fd: &Fd, buf: &mut Vec<u8>) -> Result<()> {
         }
         let spare = buf.spare_capacity_mut();
         // SAFETY: spare is valid for writes of spare.len() bytes; read never reads from it.
-        let n = unsafe { libc::read(fd.0, spare.as_mut_ptr().cast(), spare.len()) };
-        if n < 0 {
-            let e = Errno::last();
-            if e.0 == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Ok(());
-        }
+        let n = match check_len(unsafe { libc::read(fd.0, spare.as_mut_ptr().cast(), spare.len()) })
+        {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        };
         // SAFETY: the kernel initialised the first n bytes of the spare capacity.
-        unsafe { buf.set_len(buf.len() + n as usize) };
+        unsafe { buf.set_len(buf.len() + n) };
     }
 }
 
@@ -443,7 +443,7 @@ impl ReadDir {
         loop {
             if self.pos >= self.end {
                 // SAFETY: buf is valid for writes of buf.len() bytes; the fd is a directory.
-                let n = unsafe {
+                let ret = unsafe {
                     libc::syscall(
                         libc::SYS_getdents64,
                         self.fd.0,
@@ -451,14 +451,15 @@ impl ReadDir {
                         self.buf.len(),
                     )
                 };
-                if n == -1 && Errno::last().0 == libc::EINTR {
-                    continue;
-                }
-                if n <= 0 {
-                    return None;
-                }
+                // A read error after opening ends the listing (see the type's doc).
+                let n = match check_len(ret as isize) {
+                    Ok(0) => return None,
+                    Ok(n) => n,
+                    Err(Errno(libc::EINTR)) => continue,
+                    Err(_) => return None,
+                };
                 self.pos = 0;
-                self.end = (n as usize).min(self.buf.len());
+                self.end = n.min(self.buf.len());
             }
             let start = self.pos;
             let rec = self.buf.get(start..self.end)?;
@@ -578,18 +579,13 @@ pub fn getpid() -> i32 {
 pub fn write_all(fd: c_int, mut bytes: &[u8]) -> Result<()> {
     while !bytes.is_empty() {
         // SAFETY: bytes is valid for reads of bytes.len() bytes.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            let e = Errno::last();
-            if e.0 == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(Errno(libc::EIO));
-        }
-        bytes = bytes.get(n as usize..).unwrap_or_default();
+        let n = match check_len(unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) }) {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => n,
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        };
+        bytes = bytes.get(n..).unwrap_or_default();
     }
     Ok(())
 }
