@@ -76,7 +76,7 @@ test: deps
 	$(MAKE) --no-print-directory build-test-bins image
 	# Keeps the bench from rotting; its figures are reported, never asserted.
 	$(MAKE) --no-print-directory bench-smoke
-	cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
+	CONFIG_RELOADER_BIN=$(CURDIR)/$(BIN) cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' target/test.log
 
 clean:

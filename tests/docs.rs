@@ -15,7 +15,7 @@ fn read(rel: &str) -> String {
 }
 
 fn help() -> String {
-    let out = Command::new(BIN)
+    let out = Command::new(testkit::reloader::binary(BIN))
         .arg("--help")
         .output()
         .expect("run --help");

@@ -45,8 +45,10 @@ const MAX_QUEUED: &str = "/proc/sys/fs/inotify/max_queued_events";
 /// test while its reloader starts, so no other reloader of this binary is created in the window.
 static LIMITS: RwLock<()> = RwLock::new(());
 
+/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
 fn bin() -> &'static Path {
-    Path::new(BIN)
+    static BIN_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
 }
 
 fn kv(files: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static [u8])> {

@@ -94,7 +94,7 @@ fn run(env: &[(&str, OsString)], args: &[OsString]) -> Outcome {
     let err = TempDir::new("props-err").expect("temp dir");
     let err_path = err.join("stderr");
     let file = std::fs::File::create(&err_path).expect("stderr file");
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(testkit::reloader::binary(BIN))
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)

@@ -22,8 +22,10 @@ const T: Duration = Duration::from_secs(10);
 /// How long we watch for a signal that must NOT come: well past the 100 ms default debounce.
 const QUIET: Duration = Duration::from_millis(600);
 
+/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
 fn bin() -> &'static Path {
-    Path::new(BIN)
+    static BIN_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
 }
 
 /// An app named `name` that catches SIGHUP and re-reads `read`.

@@ -7,8 +7,10 @@
 //! - [`reloader`]: runs the real `config-reloader` binary and reads its log lines.
 //! - [`wait_until`]: wait for a condition with a deadline instead of sleeping.
 //! - [`TempDir`]: a unique directory removed on drop.
+//! - [`unique_name`]: a process name no other test run on this host uses.
 
 pub mod kubelet;
+mod names;
 pub mod recorder;
 pub mod reloader;
 mod sys;
@@ -16,6 +18,7 @@ mod tempdir;
 mod time;
 mod wait;
 
+pub use names::unique_name;
 pub use sys::{kill, monotonic_ns};
 pub use tempdir::TempDir;
 pub use time::{utc, Utc};

@@ -1,7 +1,8 @@
 //! Running the real `config-reloader` binary in tests and reading its log lines.
 //!
-//! The binary's path comes from the calling test (`env!("CARGO_BIN_EXE_config-reloader")`),
-//! since only the product crate's own tests know it. stderr goes to a file so that a test can
+//! The binary's path is [`binary`]: `$CONFIG_RELOADER_BIN` (the shipped static musl binary, as
+//! `make test` sets it), else the calling test's `env!("CARGO_BIN_EXE_config-reloader")`,
+//! since only the product crate's own tests know that one. stderr goes to a file so that a test can
 //! read the log at any time without a reader thread.
 
 use std::ffi::{OsStr, OsString};
@@ -22,6 +23,14 @@ pub struct Reloader {
     child: Child,
     log: PathBuf,
     _dir: TempDir,
+}
+
+/// The binary under test: `$CONFIG_RELOADER_BIN` if set (`make test` points it at the release
+/// musl binary, the one the image ships), else `fallback` (cargo's own build).
+pub fn binary(fallback: &str) -> PathBuf {
+    std::env::var_os("CONFIG_RELOADER_BIN")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(fallback), PathBuf::from)
 }
 
 /// Builds a config-reloader command with a clean environment (only PATH is kept), so the
