@@ -1,14 +1,22 @@
 //! One line per event on stderr: `level message key=value ...`, or the same as a JSON object.
 //!
-//! Each line is written with a single `write(2)` so lines from a restarting sidecar never
-//! interleave, and stderr is unbuffered so a line is visible in `kubectl logs` at once.
+//! Each line is rendered whole, then written at once to unbuffered stderr, so lines never
+//! interleave and a line is visible in `kubectl logs` at once. Never logs file contents
+//! (Secrets are config too): paths, names and numbers only.
 
-use alloc::string::String;
-use core::fmt::Write as _;
-use core::time::Duration;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
 
-use crate::config::LogFormat;
-use crate::sys;
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `level message key=value ...`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Severity of a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +74,16 @@ impl From<i32> for Value<'_> {
         Value::Int(n.into())
     }
 }
+impl From<u64> for Value<'_> {
+    fn from(n: u64) -> Self {
+        Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+impl<'a> From<&'a Path> for Value<'a> {
+    fn from(p: &'a Path) -> Self {
+        Value::String(p.display().to_string())
+    }
+}
 impl From<usize> for Value<'_> {
     fn from(n: usize) -> Self {
         Value::Int(n as i64)
@@ -100,7 +118,7 @@ impl Logger {
             return;
         }
         let line = format_line(self.format, level, msg, fields);
-        let _ = sys::write_all(2, line.as_bytes());
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     /// [`Level::Debug`] shorthand.
@@ -172,7 +190,6 @@ pub fn format_line(
 }
 
 /// Milliseconds rounded to the microsecond, trailing zeros trimmed: `0.412`, `1.25`, `2`.
-/// Integer arithmetic, not `f64`: f64 formatting would add about 35 KB to the binary.
 fn ms(out: &mut String, d: Duration) {
     let micros = (d.as_nanos() + 500) / 1000;
     let _ = write!(out, "{}", micros / 1000);

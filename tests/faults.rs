@@ -633,9 +633,13 @@ fn unreadable_file_is_treated_as_a_change_and_an_unreadable_dir_is_logged_never_
     chmod(&dir.join("locked"), 0o000);
     let app = spawn_app_as(SIDECAR_UID, "unreadapp", &dir.join("app.conf"));
     let rel = start_as(SIDECAR_UID, dir.path(), "unreadapp", &[]);
-    let line = &rel.lines("warn cannot watch directory")[..];
+    // One summary line with the count and the reason, naming the directory.
+    let line = &rel.lines("warn some directories are not watched")[..];
     assert!(
-        line.len() == 1 && line[0].contains("locked"),
+        line.len() == 1
+            && line[0].contains("count=1")
+            && line[0].contains("locked")
+            && line[0].contains("ermission denied"),
         "{}",
         rel.log()
     );

@@ -1,0 +1,211 @@
+//! Unit tests of the fingerprint walk, on real directories in a temp dir.
+
+use super::*;
+use std::os::unix::fs::symlink;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("fp-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn at(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn report(d: &Dir) -> (Report, Vec<PathBuf>) {
+    let mut seen = Vec::new();
+    let r = take(std::slice::from_ref(&d.0), &mut |p, _| {
+        seen.push(p.to_path_buf())
+    });
+    (r, seen)
+}
+
+fn fp(d: &Dir) -> Fingerprint {
+    report(d).0.outcome.expect("present")
+}
+
+#[test]
+fn bytes_and_names_count_modes_and_scratch_files_do_not() {
+    let d = Dir::new("plain");
+    fs::write(d.at("a.conf"), "one").unwrap();
+    let a = fp(&d);
+    fs::write(d.at("a.conf"), "one").unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    fs::set_permissions(d.at("a.conf"), mode).unwrap();
+    fs::write(d.at(".a.conf.swp"), "vim").unwrap();
+    fs::write(d.at("a.conf~"), "backup").unwrap();
+    fs::write(d.at("4913"), "").unwrap();
+    assert_eq!(fp(&d), a, "same bytes and scratch files are no change");
+    fs::write(d.at("a.conf"), "two").unwrap();
+    let b = fp(&d);
+    assert_ne!(b, a);
+    fs::rename(d.at("a.conf"), d.at("b.conf")).unwrap();
+    assert_ne!(fp(&d), b, "a rename is a change");
+}
+
+#[test]
+fn empty_dirs_dangling_links_and_scratch_named_dirs_are_content() {
+    let d = Dir::new("kinds");
+    let a = fp(&d);
+    fs::create_dir(d.at("empty")).unwrap();
+    let b = fp(&d);
+    assert_ne!(a, b, "an empty directory counts");
+    symlink("nowhere", d.at("dangling")).unwrap();
+    let c = fp(&d);
+    assert_ne!(b, c, "a dangling symlink counts");
+    fs::create_dir(d.at("conf.d~")).unwrap();
+    let e = fp(&d);
+    assert_ne!(c, e);
+    fs::write(d.at("conf.d~/x.conf"), "1").unwrap();
+    assert_ne!(fp(&d), e, "an edit inside a scratch-named directory counts");
+}
+
+#[test]
+fn fields_are_framed_so_different_layouts_differ() {
+    // Unframed, `a`="" + `b`="c" and `a`="\xffb\0\x04c" fed the same bytes to the hash.
+    let d = Dir::new("frame");
+    fs::write(d.at("a"), "").unwrap();
+    fs::write(d.at("b"), "c").unwrap();
+    let two = fp(&d);
+    fs::remove_file(d.at("b")).unwrap();
+    fs::write(d.at("a"), b"\xffb\0\x04c").unwrap();
+    assert_ne!(fp(&d), two);
+    // A file and a directory of the same name are different content.
+    let d2 = Dir::new("frame2");
+    fs::write(d2.at("x"), "").unwrap();
+    let file = fp(&d2);
+    fs::remove_file(d2.at("x")).unwrap();
+    fs::create_dir(d2.at("x")).unwrap();
+    assert_ne!(fp(&d2), file);
+}
+
+#[test]
+fn kubelet_volume_is_read_through_data_and_old_dirs_do_not_count() {
+    let d = Dir::new("kubelet");
+    fs::create_dir(d.at("..2026_01_01_00_00_00.1")).unwrap();
+    fs::write(d.at("..2026_01_01_00_00_00.1/app.conf"), "v1").unwrap();
+    symlink("..2026_01_01_00_00_00.1", d.at("..data")).unwrap();
+    symlink("..data/app.conf", d.at("app.conf")).unwrap();
+    let (r, watched) = report(&d);
+    assert!(r.incomplete.is_none());
+    assert_eq!(
+        watched,
+        vec![d.0.clone()],
+        "only the volume root is watched"
+    );
+    let v1 = r.outcome.unwrap();
+    fs::create_dir(d.at("..2026_01_01_00_00_01.2")).unwrap();
+    fs::write(d.at("..2026_01_01_00_00_01.2/app.conf"), "v2").unwrap();
+    fs::write(d.at("..2026_01_01_00_00_01.2/new.conf"), "n").unwrap();
+    assert_eq!(fp(&d), v1, "a data dir not yet committed changes nothing");
+    symlink("..2026_01_01_00_00_01.2", d.at("..data_tmp")).unwrap();
+    fs::rename(d.at("..data_tmp"), d.at("..data")).unwrap();
+    let (r, _) = report(&d);
+    assert_eq!(
+        r.incomplete.as_deref(),
+        Some(d.0.as_path()),
+        "new.conf is not linked yet"
+    );
+    let v2 = r.outcome.unwrap();
+    assert_ne!(v2, v1);
+    symlink("..data/new.conf", d.at("new.conf")).unwrap();
+    let (r, _) = report(&d);
+    assert!(r.incomplete.is_none(), "every key is linked now");
+    fs::remove_dir_all(d.at("..2026_01_01_00_00_00.1")).unwrap();
+    assert_eq!(
+        r.outcome.unwrap(),
+        fp(&d),
+        "removing the old dir is no change"
+    );
+}
+
+#[test]
+fn data_pointing_at_its_own_volume_is_cut_as_a_loop_not_a_crash() {
+    let d = Dir::new("dataloop");
+    fs::write(d.at("f"), "x").unwrap();
+    symlink(".", d.at("..data")).unwrap();
+    let (r, _) = report(&d);
+    assert!(r.outcome.is_ok());
+    assert_eq!(r.cuts.len(), 1, "{:?}", r.cuts);
+    assert_eq!(r.cuts[0].reason, CutReason::Loop);
+    assert_eq!(r.outcome.unwrap(), fp(&d), "and hashes the same every time");
+}
+
+#[test]
+fn symlink_loops_are_cut_and_real_deep_trees_are_walked_whole() {
+    let d = Dir::new("loops");
+    fs::create_dir_all(d.at("a/b")).unwrap();
+    symlink("../..", d.at("a/b/up")).unwrap();
+    symlink("self", d.at("self")).unwrap();
+    let (r, watched) = report(&d);
+    assert!(r.outcome.is_ok());
+    assert!(
+        r.cuts
+            .iter()
+            .any(|c| c.reason == CutReason::Loop && c.at.ends_with("a/b/up")),
+        "{:?}",
+        r.cuts
+    );
+    assert_eq!(
+        watched.len(),
+        3,
+        "root, a, a/b; never through a symlink: {watched:?}"
+    );
+
+    let deep = Dir::new("deep");
+    let mut p = deep.0.clone();
+    for _ in 0..1201 {
+        p.push("d");
+    }
+    fs::create_dir_all(&p).unwrap();
+    fs::write(p.join("bottom.conf"), "1").unwrap();
+    let (r, watched) = report(&deep);
+    assert_eq!(watched.len(), 1202);
+    let before = r.outcome.unwrap();
+    fs::write(p.join("bottom.conf"), "2").unwrap();
+    assert_ne!(fp(&deep), before);
+}
+
+#[test]
+fn nested_symlinked_dirs_stop_at_the_depth_cap() {
+    let d = Dir::new("depth");
+    // l0 -> t0, t0/l1 -> t1, ...: every hop is a new directory, never a loop.
+    for i in 0..12 {
+        fs::create_dir(d.at(&format!("t{i}"))).unwrap();
+    }
+    symlink("t0", d.at("l0")).unwrap();
+    for i in 0..11 {
+        symlink(
+            d.at(&format!("t{}", i + 1)),
+            d.at(&format!("t{i}/l{}", i + 1)),
+        )
+        .unwrap();
+    }
+    let (r, _) = report(&d);
+    assert!(
+        r.cuts.iter().any(|c| c.reason == CutReason::Depth),
+        "{:?}",
+        r.cuts
+    );
+}
+
+#[test]
+fn a_missing_directory_is_reported() {
+    let d = Dir::new("missing");
+    let gone = d.at("nope");
+    let r = take(&[d.0.clone(), gone.clone()], &mut |_, _| {});
+    assert_eq!(r.outcome, Err(gone));
+}

@@ -1,0 +1,157 @@
+//! Mounts that change what watching can promise, from `/proc/self/mountinfo` (proc(5)).
+//!
+//! A subPath mount binds the resolved `…/..<timestamp>/key` at pod start; the kubelet later
+//! swaps `..data` elsewhere, so the mount keeps the old content for ever (kubernetes#50345). A
+//! single-file bind mount keeps the old inode when the file is replaced. Both are warned about
+//! once at start.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+
+use crate::log::Logger;
+
+/// One line of mountinfo: the fields we use.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// Field 4: the root of the mount within its filesystem.
+    pub root: PathBuf,
+    /// Field 5: where it is mounted.
+    pub point: PathBuf,
+    /// The filesystem type after the ` - ` separator (`tmpfs`, `fuse.bindfs`, `nfs4`).
+    pub fstype: String,
+}
+
+/// Every mount of our mount namespace; empty if mountinfo cannot be read.
+pub fn all() -> Vec<Mount> {
+    fs::read("/proc/self/mountinfo")
+        .map(|t| parse(&t))
+        .unwrap_or_default()
+}
+
+/// Parses mountinfo text; malformed lines are skipped.
+pub fn parse(text: &[u8]) -> Vec<Mount> {
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            let sep = fields.iter().position(|f| *f == b"-")?;
+            Some(Mount {
+                root: unescape(fields.get(3)?),
+                point: unescape(fields.get(4)?),
+                fstype: String::from_utf8_lossy(fields.get(sep + 1)?).into_owned(),
+            })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
+fn unescape(s: &[u8]) -> PathBuf {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let octal = s
+            .get(i + 1..i + 4)
+            .filter(|d| s[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(OsString::from_vec(out))
+}
+
+/// A mount under or above a configured directory that the kubelet will never update.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Pinned {
+    /// Where it is mounted.
+    pub point: PathBuf,
+    /// `subPath` (root inside a `..<timestamp>` dir) or `file` (single-file bind mount).
+    pub kind: &'static str,
+}
+
+/// The subPath and single-file bind mounts affecting `dirs`.
+pub fn pinned(dirs: &[PathBuf], mounts: &[Mount]) -> Vec<Pinned> {
+    let dirs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.canonicalize().unwrap_or_else(|_| d.clone()))
+        .collect();
+    let mut found = Vec::new();
+    for m in mounts {
+        let below = dirs.iter().any(|d| m.point.starts_with(d));
+        if !below && !dirs.iter().any(|d| d.starts_with(&m.point)) {
+            continue;
+        }
+        let kind = if is_subpath_root(&m.root) {
+            "subPath"
+        } else if below && m.point.metadata().is_ok_and(|md| !md.is_dir()) {
+            "file"
+        } else {
+            continue;
+        };
+        found.push(Pinned {
+            point: m.point.clone(),
+            kind,
+        });
+    }
+    found
+}
+
+/// True for a mount root inside a kubelet data dir: a component `..` + 4 digits + `_`.
+pub fn is_subpath_root(root: &Path) -> bool {
+    root.as_os_str()
+        .as_encoded_bytes()
+        .windows(8)
+        .any(|w| w.starts_with(b"/..") && w[3..7].iter().all(u8::is_ascii_digit) && w[7] == b'_')
+}
+
+/// Logs a warning per pinned mount; called once at start.
+pub fn warn_pinned(dirs: &[PathBuf], log: &Logger) {
+    for m in pinned(dirs, &all()) {
+        let hint = match m.kind {
+            "subPath" => "a subPath mount is never updated by the kubelet; mount the whole volume and point CONFIG_DIR at it",
+            _ => "a single-file bind mount keeps the old inode when the file is replaced; mount the directory instead",
+        };
+        log.warn(
+            "configuration mount will never change",
+            &[
+                ("mount", m.point.as_path().into()),
+                ("kind", m.kind.into()),
+                ("hint", hint.into()),
+            ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subpath_roots_are_recognised() {
+        assert!(is_subpath_root(Path::new("/var/lib/kubelet/pods/x/volumes/kubernetes.io~configmap/cfg/..2026_11_25_10_00_00.123/app.conf")));
+        assert!(is_subpath_root(Path::new(
+            "/..2021_01_01_00_00_00.1/app.conf//deleted"
+        )));
+        assert!(!is_subpath_root(Path::new(
+            "/var/lib/docker/volumes/cfg/_data"
+        )));
+        assert!(!is_subpath_root(Path::new("/..data/app.conf")));
+    }
+
+    #[test]
+    fn mountinfo_lines_are_parsed_with_octal_escapes() {
+        let text = b"36 35 98:0 /a\\040b /mnt/x\\134y rw,noatime master:1 - fuse.bindfs /dev/x rw\nbad line\n";
+        let m = parse(text);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].root, PathBuf::from("/a b"));
+        assert_eq!(m[0].point, PathBuf::from("/mnt/x\\y"));
+        assert_eq!(m[0].fstype, "fuse.bindfs");
+    }
+}

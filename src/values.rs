@@ -1,0 +1,214 @@
+//! One parser per kind of setting value. Each takes where the value came from (`CONFIG_DIR`
+//! or `--config-dir`) and returns either the value or the one line the user sees: the source,
+//! the bad value quoted, and what is accepted.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::signal::Signal;
+
+/// A configuration error: one line for the user, exit code 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `Err(ConfigError(msg))`.
+pub fn err<T>(msg: String) -> Result<T, ConfigError> {
+    Err(ConfigError(msg))
+}
+
+/// The value as text; settings other than paths and names must be UTF-8.
+pub fn text<'a>(source: &str, value: &'a OsStr) -> Result<&'a str, ConfigError> {
+    value.to_str().ok_or_else(|| {
+        ConfigError(format!(
+            "{source}={} is not valid UTF-8; use a UTF-8 value",
+            quote(value)
+        ))
+    })
+}
+
+/// Quotes a value the way `OsStr`'s `Debug` does: text escaped as in a Rust string, each byte
+/// that is not UTF-8 as `\xNN`.
+pub fn quote(value: &OsStr) -> String {
+    let mut out = String::from("\"");
+    for chunk in value.as_bytes().utf8_chunks() {
+        let quoted = format!("{:?}", chunk.valid());
+        out.push_str(&quoted[1..quoted.len() - 1]);
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A boolean, the way shell users and YAML authors write it.
+pub fn boolean(source: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        "1" | "true" | "yes" | "on" => Ok(true),
+        _ => err(format!(
+            "{source}={value:?} is not a boolean; use true or false (or 1/0)"
+        )),
+    }
+}
+
+/// A comma-separated list of existing directories, trimmed and deduplicated; paths are bytes.
+pub fn dirs(source: &str, value: &OsStr) -> Result<Vec<PathBuf>, ConfigError> {
+    let shown = quote(value);
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for item in value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+    {
+        if item.is_empty() {
+            continue;
+        }
+        let path = PathBuf::from(OsString::from_vec(item.to_vec()));
+        let item = quote(path.as_os_str());
+        match path.metadata() {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return err(format!("{source}={shown}: {item} is not a directory; give directories, not files (watching a file misses atomic replacements)")),
+            Err(e) => return err(format!("{source}={shown}: {item} cannot be used: {}; give existing directories separated by commas", io_reason(&e))),
+        }
+        // `Path`'s own equality ignores `a//b` and trailing-slash differences.
+        if !dirs.contains(&path) {
+            dirs.push(path);
+        }
+    }
+    if dirs.is_empty() {
+        return err(format!("{source}={shown} names no directory; give one or more directories separated by commas, e.g. /etc/app,/etc/app-secrets"));
+    }
+    Ok(dirs)
+}
+
+fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "it does not exist".to_string(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// A process name, as bytes (a name need not be UTF-8): non-empty, no slash (a name, not a path).
+pub fn process_name(source: &str, value: &OsStr) -> Result<Vec<u8>, ConfigError> {
+    let name = value.as_bytes().trim_ascii();
+    if name.is_empty() {
+        return err(format!(
+            "{source} is empty; set it to the exact name of the process to signal, e.g. nginx"
+        ));
+    }
+    if name.contains(&b'/') {
+        return err(format!("{source}={} contains '/'; give the process name (the program's file name, e.g. nginx), not a path", quote(value)));
+    }
+    Ok(name.to_vec())
+}
+
+/// A signal name or number; SIGKILL and SIGSTOP are refused because they cannot be caught.
+pub fn signal(source: &str, value: &str) -> Result<Signal, ConfigError> {
+    let Some(sig) = Signal::parse(value.trim()) else {
+        return err(format!("{source}={value:?} is not a signal; use a name like SIGHUP, HUP or hup, SIGUSR1, SIGRTMIN+2, or a number 1-64"));
+    };
+    if sig == Signal::KILL || sig == Signal::STOP {
+        return err(format!("{source}={value:?} cannot be caught by any process, so it would stop or kill the app instead of reloading it; use SIGHUP, SIGUSR1 or another catchable signal"));
+    }
+    Ok(sig)
+}
+
+/// `0`, `250ms`, `2s`, `1.5s`, `1m`, `1h` as a duration of at most one hour.
+pub fn duration(source: &str, value: &str) -> Result<Duration, ConfigError> {
+    let bad = || {
+        ConfigError(format!("{source}={value:?} is not a duration; use 0 or a number with a unit, e.g. 250ms, 2s, 1.5s, 1m"))
+    };
+    let v = value.trim();
+    if v == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (num, unit) = v.split_at(split);
+    let scale: f64 = match unit {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
+    {
+        return Err(bad());
+    }
+    let secs = num.parse::<f64>().map_err(|_| bad())? * scale;
+    if secs > 3600.0 {
+        return err(format!(
+            "{source}={value:?} is too long; use at most 1h (60m)"
+        ));
+    }
+    // Whole microseconds, rounded: the precision every setting here needs.
+    Ok(Duration::from_micros((secs * 1e6).round() as u64))
+}
+
+/// One of a fixed set of words, case-insensitive.
+pub fn choice<T: Copy>(source: &str, value: &str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+    let v = value.trim().to_ascii_lowercase();
+    if let Some((_, t)) = choices.iter().find(|(name, _)| *name == v) {
+        return Ok(*t);
+    }
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    err(format!(
+        "{source}={value:?} is not accepted; use {}",
+        names.join(" or ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (s, us) in [
+            ("0", 0),
+            ("250ms", 250_000),
+            ("2s", 2_000_000),
+            ("1.5s", 1_500_000),
+            ("1m", 60_000_000),
+            ("0ms", 0),
+            ("60m", 3_600_000_000),
+            ("0.0005s", 500),
+        ] {
+            assert_eq!(duration("X", s), Ok(Duration::from_micros(us)), "{s}");
+        }
+        for s in [
+            "100", "1d", "-1s", "ms", "1.s", ".5s", "1..2s", "2 s", "abc", "99999m", "2h", "1e3s",
+        ] {
+            let e = duration("X", s).unwrap_err().0;
+            assert!(e.starts_with(&format!("X={s:?}")), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_values_are_quoted_byte_by_byte() {
+        let v = OsStr::from_bytes(b"a\xffb");
+        assert_eq!(quote(v), "\"a\\xFFb\"");
+        assert!(text("RELOAD_SIGNAL", v)
+            .unwrap_err()
+            .0
+            .contains("not valid UTF-8"));
+        assert_eq!(
+            process_name("PROCESS_NAME", OsStr::from_bytes(b" n\xc3 ")),
+            Ok(b"n\xc3".to_vec())
+        );
+    }
+}
