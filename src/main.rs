@@ -3,10 +3,11 @@
 //!
 //! Data flows through the modules in this order: `config` (env + flags → `Config`, with
 //! `values`), `names` (which names are content), `watch` (inotify events → "may have changed",
-//! with `rearm` for configured paths that vanish or are re-pointed), `settle` (debounce),
-//! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `signal` (how each
-//! takes the signal, send). `reload` wires a settle to them, `check` reports, `mounts` and
-//! `limits` explain set-ups, `log` writes the lines, `sys` wraps the few raw syscalls.
+//! with `events` for what one event means and `rearm` for configured paths that vanish or are
+//! re-pointed), `settle` (debounce), `fingerprint` (walk → "did change"), `target` (scan
+//! `/proc` → whom), `verdict` (how each would take the signal), `signal` (send). `reload`
+//! wires a settle to them, `check` reports, `mounts` and `limits` explain set-ups, `log`
+//! writes the lines, `sys` wraps the few raw syscalls.
 //!
 //! One thread, one blocking `ppoll` on the signalfd and the inotify fd: nothing runs while
 //! nothing changes.
@@ -15,6 +16,7 @@
 
 mod check;
 mod config;
+mod events;
 mod fingerprint;
 mod limits;
 mod log;
@@ -27,6 +29,7 @@ mod signal;
 mod sys;
 mod target;
 mod values;
+mod verdict;
 mod watch;
 
 use std::fs::File;

@@ -12,8 +12,9 @@ use crate::fingerprint::{self, Cut, Fingerprint, Report};
 use crate::limits;
 use crate::log::Logger;
 use crate::settle::Settle;
-use crate::signal::{self, Handling, Signal, Verdict};
+use crate::signal::{self, Signal};
 use crate::target::{self, Process};
+use crate::verdict::{self, Handling, Verdict};
 use crate::watch::{Unwatched, Watcher};
 
 /// What the loop remembers between reloads.
@@ -154,7 +155,7 @@ pub fn targets(cfg: &Config, log: &Logger) -> Vec<(Process, Verdict)> {
     // A process that exits while we look is skipped.
     chosen
         .into_iter()
-        .filter_map(|p| Some((p, signal::judge(p.pid, cfg.signal).ok()?)))
+        .filter_map(|p| Some((p, verdict::judge(p.pid, cfg.signal).ok()?)))
         .collect()
 }
 

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
+use crate::events::{self, Change};
 use crate::log::Logger;
 use crate::names;
 use crate::rearm;
@@ -39,49 +40,6 @@ const MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVE_SELF)
     .union(WatchMask::ONLYDIR)
     .union(WatchMask::EXCL_UNLINK);
-
-/// Why an event may mean new content; for verbose logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// `..data` was replaced: a kubelet atomic update was committed.
-    KubeletCommit,
-    /// A file was written and closed.
-    Written,
-    /// A file was written or truncated (it may still be open).
-    Modified,
-    /// An entry appeared.
-    Created,
-    /// An entry disappeared.
-    Removed,
-    /// An entry was renamed in or out.
-    Renamed,
-    /// A subdirectory appeared; the next walk watches it.
-    DirAdded,
-    /// A configured directory went away.
-    DirGone,
-    /// A configured directory came back, or a symlink on its path was re-pointed.
-    Rearmed,
-    /// The kernel's event queue overflowed: anything may have changed.
-    Overflow,
-}
-
-impl Change {
-    /// Name used in log lines.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Change::KubeletCommit => "kubelet-update",
-            Change::Written => "written",
-            Change::Modified => "modified",
-            Change::Created => "created",
-            Change::Removed => "removed",
-            Change::Renamed => "renamed",
-            Change::DirAdded => "dir-added",
-            Change::DirGone => "dir-gone",
-            Change::Rearmed => "rearmed",
-            Change::Overflow => "queue-overflow",
-        }
-    }
-}
 
 /// One kernel watch.
 struct Watch {
@@ -369,16 +327,8 @@ impl Watcher {
         name: &OsStr,
         now: Instant,
     ) -> Option<Change> {
+        let change = events::classify(mask, name)?;
         let is_dir = mask.contains(EventMask::ISDIR);
-        if names::is_internal(name) {
-            // The rename of ..data_tmp over ..data is the commit; a first population may create it.
-            let commit =
-                name == "..data" && mask.intersects(EventMask::MOVED_TO | EventMask::CREATE);
-            return commit.then_some(Change::KubeletCommit);
-        }
-        if names::skip(name, is_dir) {
-            return None;
-        }
         if !is_dir && names::looks_like_sed_temp(name) {
             if mask.contains(EventMask::CREATE) {
                 self.sed.push((id, name.to_os_string(), now));
@@ -397,21 +347,7 @@ impl Watcher {
                 .collect();
             gone.into_iter().for_each(|i| self.unmark(i));
         }
-        Some(
-            if is_dir && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
-                Change::DirAdded
-            } else if mask.contains(EventMask::CLOSE_WRITE) {
-                Change::Written
-            } else if mask.contains(EventMask::MODIFY) {
-                Change::Modified
-            } else if mask.contains(EventMask::CREATE) {
-                Change::Created
-            } else if mask.contains(EventMask::DELETE) {
-                Change::Removed
-            } else {
-                Change::Renamed
-            },
-        )
+        Some(change)
     }
 
     /// Re-plans the watches that follow each configured path (see `rearm`). True if a

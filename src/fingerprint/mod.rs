@@ -345,55 +345,6 @@ impl Walker<'_> {
         })
     }
 
-    /// A kubelet volume: the tree `..data` points to, re-read when the kubelet swaps `..data`
-    /// during the read. `visible` are the volume's own entries (the `key -> ..data/key` links).
-    fn kubelet(
-        &mut self,
-        h: &mut DefaultHasher,
-        dir: &Path,
-        visible: &[Entry],
-        mode: Mode,
-        ancestors: &[(u64, u64)],
-        id: (u64, u64),
-    ) {
-        let data = dir.join("..data");
-        let inner_mode = Mode {
-            real: false,
-            data: true,
-            links: mode.links.saturating_add(1),
-        };
-        let mut path = ancestors.to_vec();
-        path.push(id);
-        h.write_u8(KUBELET);
-        for _ in 0..KUBELET_RETRIES {
-            let Ok(before) = fs::read_link(&data) else {
-                continue;
-            };
-            let target = dir.join(&before);
-            let meta = match fs::metadata(&target) {
-                Ok(m) if m.is_dir() => m,
-                Ok(_) => return h.write_u8(SPECIAL),
-                Err(e) => return error(h, &e),
-            };
-            let target_id = (meta.dev(), meta.ino());
-            if let Some(reason) = self.cut_reason(target_id, inner_mode, &path) {
-                h.write_u8(CUT);
-                h.write_u8(reason as u8);
-                return self.cut(data, reason);
-            }
-            let mut inner = DefaultHasher::new();
-            self.tree(&mut inner, &target, target_id, inner_mode, &path);
-            if fs::read_link(&data).ok().as_ref() == Some(&before) {
-                h.write_u64(inner.finish());
-                if !links_match(visible, &target) && self.incomplete.is_none() {
-                    self.incomplete = Some(dir.to_path_buf());
-                }
-                return;
-            }
-        }
-        h.write_u8(UNSTABLE);
-    }
-
     /// A file's bytes, framed by their length, into one digest field.
     fn file(&mut self, h: &mut DefaultHasher, path: &Path) {
         // O_NONBLOCK: a fifo that replaced the file since the listing must not hang the open.
@@ -424,25 +375,7 @@ impl Walker<'_> {
     }
 }
 
-/// Whether the volume's visible names are exactly the top-level names under `..data`: the
-/// kubelet links added keys and unlinks removed ones only after the commit.
-fn links_match(visible: &[Entry], target: &Path) -> bool {
-    let Ok(listing) = fs::read_dir(target) else {
-        return false;
-    };
-    let mut data: Vec<OsString> = listing
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| !names::is_internal(n))
-        .collect();
-    let mut shown: Vec<&OsString> = visible.iter().map(|e| &e.name).collect();
-    // `visible` already lacks editor scratch names; the kubelet writes none, drop them alike.
-    data.retain(|n| !names::is_scratch(n) || visible.iter().any(|e| &e.name == n));
-    data.sort_unstable();
-    shown.sort_unstable();
-    data.len() == shown.len() && data.iter().zip(shown).all(|(a, b)| a == b)
-}
+mod kubelet;
 
 #[cfg(test)]
-#[path = "fingerprint_tests.rs"]
 mod tests;

@@ -1,0 +1,141 @@
+//! What one inotify event on a content directory means. Pure, so it is tested without a kernel.
+
+use std::ffi::OsStr;
+
+use inotify::EventMask;
+
+use crate::names;
+
+/// Why an event may mean new content; for verbose logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// `..data` was replaced: a kubelet atomic update was committed.
+    KubeletCommit,
+    /// A file was written and closed.
+    Written,
+    /// A file was written or truncated (it may still be open).
+    Modified,
+    /// An entry appeared.
+    Created,
+    /// An entry disappeared.
+    Removed,
+    /// An entry was renamed in or out.
+    Renamed,
+    /// A subdirectory appeared; the next walk watches it.
+    DirAdded,
+    /// A configured directory went away.
+    DirGone,
+    /// A configured directory came back, or a symlink on its path was re-pointed.
+    Rearmed,
+    /// The kernel's event queue overflowed: anything may have changed.
+    Overflow,
+}
+
+impl Change {
+    /// Name used in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::KubeletCommit => "kubelet-update",
+            Change::Written => "written",
+            Change::Modified => "modified",
+            Change::Created => "created",
+            Change::Removed => "removed",
+            Change::Renamed => "renamed",
+            Change::DirAdded => "dir-added",
+            Change::DirGone => "dir-gone",
+            Change::Rearmed => "rearmed",
+            Change::Overflow => "queue-overflow",
+        }
+    }
+}
+
+/// Whether an event about `name` in a content directory may mean new content, and why.
+///
+/// Of the kubelet's internals only the commit counts (`..data` renamed over or, on a first
+/// population, created); editor scratch files count for nothing. Everything else may: a
+/// sed temp file too (`watch` holds the settle until it is renamed away).
+pub fn classify(mask: EventMask, name: &OsStr) -> Option<Change> {
+    let is_dir = mask.contains(EventMask::ISDIR);
+    if names::is_internal(name) {
+        let commit = name == "..data" && mask.intersects(EventMask::MOVED_TO | EventMask::CREATE);
+        return commit.then_some(Change::KubeletCommit);
+    }
+    if names::skip(name, is_dir) {
+        return None;
+    }
+    Some(
+        if is_dir && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+            Change::DirAdded
+        } else if mask.contains(EventMask::CLOSE_WRITE) {
+            Change::Written
+        } else if mask.contains(EventMask::MODIFY) {
+            Change::Modified
+        } else if mask.contains(EventMask::CREATE) {
+            Change::Created
+        } else if mask.contains(EventMask::DELETE) {
+            Change::Removed
+        } else {
+            Change::Renamed
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(mask: EventMask, name: &str) -> Option<Change> {
+        classify(mask, OsStr::new(name))
+    }
+
+    #[test]
+    fn the_kubelet_commit_is_the_only_internal_event_that_counts() {
+        assert_eq!(
+            c(EventMask::MOVED_TO, "..data"),
+            Some(Change::KubeletCommit)
+        );
+        assert_eq!(c(EventMask::CREATE, "..data"), Some(Change::KubeletCommit));
+        let ts = "..2026_11_25_10_00_00.1234567890";
+        assert_eq!(c(EventMask::CREATE | EventMask::ISDIR, ts), None);
+        assert_eq!(c(EventMask::DELETE | EventMask::ISDIR, ts), None);
+        assert_eq!(c(EventMask::CREATE, "..data_tmp"), None);
+        assert_eq!(c(EventMask::MOVED_FROM, "..data_tmp"), None);
+        assert_eq!(
+            c(EventMask::CREATE, ".env"),
+            Some(Change::Created),
+            "a key may start with one dot"
+        );
+    }
+
+    #[test]
+    fn scratch_files_count_for_nothing_but_scratch_named_dirs_and_sed_files_do() {
+        for n in ["4913", "app.conf~", ".app.conf.swp", ".app.conf.swx"] {
+            assert_eq!(c(EventMask::CLOSE_WRITE, n), None, "{n}");
+            assert_eq!(
+                c(EventMask::CREATE | EventMask::ISDIR, n),
+                Some(Change::DirAdded),
+                "{n}/"
+            );
+        }
+        assert_eq!(
+            c(EventMask::CLOSE_WRITE, "sedAb12Z9"),
+            Some(Change::Written)
+        );
+        assert_eq!(c(EventMask::MOVED_TO, "app.conf"), Some(Change::Renamed));
+    }
+
+    #[test]
+    fn plain_events_map_to_changes() {
+        assert_eq!(
+            c(EventMask::MOVED_TO | EventMask::ISDIR, "conf.d"),
+            Some(Change::DirAdded)
+        );
+        assert_eq!(
+            c(EventMask::MODIFY, "a"),
+            Some(Change::Modified),
+            "truncate(2) raises only this"
+        );
+        assert_eq!(c(EventMask::DELETE, "a"), Some(Change::Removed));
+        assert_eq!(c(EventMask::CREATE, "a"), Some(Change::Created));
+    }
+}
