@@ -1,12 +1,14 @@
 //! `--check`: validate and report, for humans and `kubectl exec`. Exit 0 when every directory
-//! is there and at least one target would take the signal; 1 otherwise.
+//! is there, the reload URL (if any) accepts connections, and at least one process would take
+//! the signal (when one is to be signalled); 1 otherwise. Nothing is signalled or requested.
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use crate::config::Config;
-use crate::log::Logger;
-use crate::{mounts, reload};
+use crate::config::{Config, Poll, AUTO_POLL};
+use crate::log::{self, Logger};
+use crate::{mounts, poll, reload, webhook};
 
 /// Prints the report on stdout and returns the exit code.
 pub fn run(cfg: &Config) -> ExitCode {
@@ -21,23 +23,86 @@ pub fn run(cfg: &Config) -> ExitCode {
         ));
         ok &= dir.is_dir();
     }
-    for m in mounts::pinned(&cfg.dirs, &mounts::all()) {
+    let mounts = mounts::all();
+    for m in mounts::pinned(&cfg.dirs, &mounts) {
+        let (point, kind) = (m.point.display(), m.kind);
         out.push_str(&format!(
-            "warning: {} is a {} mount; it will never change\n",
-            m.point.display(),
-            m.kind
+            "warning: {point} is a {kind} mount; it will never change\n"
         ));
     }
+    let polled = match cfg.poll {
+        Poll::Off => Vec::new(),
+        Poll::Auto => poll::needed(&cfg.dirs, &mounts)
+            .into_iter()
+            .map(|(d, fs)| {
+                (
+                    d,
+                    fs,
+                    AUTO_POLL,
+                    "changes made outside this mount raise no inotify event",
+                )
+            })
+            .collect(),
+        Poll::Every(every) => {
+            let why = "RELOAD_POLL_INTERVAL asks for it";
+            cfg.dirs
+                .iter()
+                .map(|d| (d.clone(), "any", every, why))
+                .collect()
+        }
+    };
+    for (dir, fs, every, why) in polled {
+        let every = log::seconds(every);
+        out.push_str(&format!(
+            "poll {} fs={fs} every {every}: {why}\n",
+            dir.display()
+        ));
+    }
+    if let Some(w) = &cfg.webhook {
+        // A request, even a GET, could reload the app: a TCP connect only.
+        match webhook::answers(&w.url, Duration::from_secs(2)) {
+            Ok(addr) => out.push_str(&format!(
+                "webhook {} {}: {addr} accepts connections (TCP connect only; no request sent)\n",
+                w.method,
+                w.url.shown()
+            )),
+            Err(e) => {
+                out.push_str(&format!(
+                    "problem: webhook {} does not answer: {e}\n",
+                    w.url.shown()
+                ));
+                ok = false;
+            }
+        }
+    }
+    if !cfg.command.is_empty() {
+        let cmd: Vec<String> = cfg
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        out.push_str(&format!(
+            "app (not started by --check): {}\n",
+            cmd.join(" ")
+        ));
+    }
+    // Only a sidecar that signals PROCESS_NAME needs a visible process now: a webhook alone
+    // signals nobody, and an app run with `--` starts with us.
+    let needs_target = cfg.command.is_empty() && cfg.process_name.is_some();
     let log = Logger::new(cfg.log_format, false);
-    let found = reload::targets(cfg, &log);
-    if found.is_empty() {
+    let found = if needs_target {
+        reload::targets(cfg, None, &log)
+    } else {
+        Vec::new()
+    };
+    if found.is_empty() && needs_target {
         out.push_str(&format!(
             "problem: no process named {} is visible\n",
             cfg.name()
         ));
         ok = false;
     }
-    let mut any = false;
+    let mut any = !needs_target;
     for (p, verdict) in &found {
         let sends = verdict.sends(cfg.force);
         any |= sends;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::log::LogFormat;
 use crate::signal::Signal;
 use crate::values::{self, err, ConfigError};
+use crate::webhook::Url;
 
 /// One setting: its env var (if any), its flag, a metavariable for values, default and help.
 pub struct Setting {
@@ -47,11 +48,15 @@ const fn setting(
 /// Every setting the program understands, in the order `--help` and the README show them.
 pub const SETTINGS: &[Setting] = &[
     setting(Some("CONFIG_DIR"), "--config-dir", Some("DIR[,DIR...]"), None, "directories to watch recursively (mandatory)"),
-    setting(Some("PROCESS_NAME"), "--process-name", Some("NAME"), None, "exact process name to signal: /proc/PID/comm, or argv[0]'s basename for names over 15 bytes (mandatory)"),
+    setting(Some("PROCESS_NAME"), "--process-name", Some("NAME"), None, "exact process name to signal: /proc/PID/comm, or argv[0]'s basename for names over 15 bytes (mandatory unless RELOAD_WEBHOOK_URL or -- APP is given)"),
     setting(Some("RELOAD_SIGNAL"), "--signal", Some("SIGNAL"), Some("SIGHUP"), "signal to send: SIGHUP, HUP, hup, 1, SIGUSR1, SIGRTMIN+2, ..."),
     setting(Some("RELOAD_DEBOUNCE"), "--debounce", Some("DURATION"), Some("100ms"), "quiet time after the last change before signalling: 0, 250ms, 2s"),
     setting(Some("RELOAD_MAX_DELAY"), "--max-delay", Some("DURATION"), Some("2s"), "longest wait during a never-ending stream of changes"),
     setting(Some("RELOAD_TARGETS"), "--targets", Some("roots|all"), Some("roots"), "roots: matches whose parent does not match (nginx master, not workers); all: every match"),
+    setting(Some("RELOAD_WEBHOOK_URL"), "--webhook-url", Some("URL"), None, "also, or instead, reload over HTTP: http://HOST[:PORT]/PATH, e.g. http://127.0.0.1:9090/-/reload; user:password@ becomes Basic auth"),
+    setting(Some("RELOAD_WEBHOOK_METHOD"), "--webhook-method", Some("METHOD"), Some("POST"), "method of the reload request: POST, PUT, GET, PATCH or DELETE"),
+    setting(Some("RELOAD_WEBHOOK_TIMEOUT"), "--webhook-timeout", Some("DURATION"), Some("10s"), "how long one reload request may take before it is retried"),
+    setting(Some("RELOAD_POLL_INTERVAL"), "--poll-interval", Some("auto|DURATION|0"), Some("auto"), "auto: every 5s poll the directories on FUSE, 9p, NFS, CIFS or Ceph, whose outside changes raise no inotify event; a duration: poll every directory; 0: never"),
     setting(Some("RELOAD_FORCE"), "--force", None, Some("false"), "send even to a process that neither catches, blocks, waits for nor ignores the signal (it may die)"),
     setting(Some("VERBOSE"), "--verbose", None, Some("false"), "log every event considered (true/1)"),
     setting(Some("LOG_FORMAT"), "--log-format", Some("text|json"), Some("text"), "one line per event on stderr, as key=value text or JSON"),
@@ -69,13 +74,38 @@ pub enum Targets {
     All,
 }
 
+/// When to poll as well as watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Every 5 s, only the directories on filesystems inotify cannot see changed from outside.
+    Auto,
+    /// Every directory at this interval.
+    Every(Duration),
+    /// Never.
+    Off,
+}
+
+/// The interval `auto` polls at.
+pub const AUTO_POLL: Duration = Duration::from_secs(5);
+
+/// A reload request.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    /// Where.
+    pub url: Url,
+    /// The HTTP method, upper case.
+    pub method: &'static str,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+}
+
 /// A checked configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Directories to watch, deduplicated, in the order given.
     pub dirs: Vec<PathBuf>,
-    /// Exact process name to match, as bytes.
-    pub process_name: Vec<u8>,
+    /// Exact process name to match, as bytes; `None`: the child (`-- APP`) or nobody.
+    pub process_name: Option<Vec<u8>>,
     /// Signal sent on reload.
     pub signal: Signal,
     /// Quiet time before signalling.
@@ -90,12 +120,22 @@ pub struct Config {
     pub verbose: bool,
     /// Text or JSON log lines.
     pub log_format: LogFormat,
+    /// The reload request, if any.
+    pub webhook: Option<Webhook>,
+    /// When to poll.
+    pub poll: Poll,
+    /// `-- APP [ARGS...]`: run the app as our child (empty: a sidecar).
+    pub command: Vec<OsString>,
 }
 
 impl Config {
     /// The process name for log lines (bytes that are not UTF-8 shown as U+FFFD).
     pub fn name(&self) -> String {
-        String::from_utf8_lossy(&self.process_name).into_owned()
+        match &self.process_name {
+            Some(n) => String::from_utf8_lossy(n).into_owned(),
+            None if !self.command.is_empty() => "(child)".to_string(),
+            None => String::new(),
+        }
     }
 }
 
@@ -162,7 +202,15 @@ pub fn parse(
     }
 
     let mut args = args.into_iter();
+    let mut command = Vec::new();
     while let Some(arg) = args.next() {
+        if arg == "--" {
+            command.extend(args.by_ref());
+            if command.is_empty() {
+                return err("-- is not followed by a command; give the app to run, e.g. -- nginx -g 'daemon off;'".to_string());
+            }
+            break;
+        }
         let arg = values::text("command line", &arg)?.to_string();
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f, Some(v)),
@@ -205,7 +253,7 @@ pub fn parse(
     if raw.switch("--version")? {
         return Ok(Action::Version);
     }
-    let config = checked(&raw)?;
+    let config = checked(&raw, command)?;
     Ok(if raw.switch("--check")? {
         Action::Check(config)
     } else {
@@ -213,7 +261,7 @@ pub fn parse(
     })
 }
 
-fn checked(raw: &Raws) -> Result<Config, ConfigError> {
+fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
     let dirs =
         match raw.get("--config-dir") {
             None => return err(missing(
@@ -223,15 +271,37 @@ fn checked(raw: &Raws) -> Result<Config, ConfigError> {
             )),
             Some(r) => values::dirs(&r.source, &r.value)?,
         };
+    let webhook = match raw.get("--webhook-url") {
+        None => None,
+        Some(r) => Some(Webhook {
+            url: values::url(&r.source, &r.value)?,
+            method: raw
+                .text("--webhook-method")?
+                .map_or(Ok("POST"), |(s, v)| values::method(s, v))?,
+            timeout: match raw.text("--webhook-timeout")? {
+                None => Duration::from_secs(10),
+                Some((s, v)) => values::positive(s, v, values::duration(s, v)?)?,
+            },
+        }),
+    };
     let process_name = match raw.get("--process-name") {
-        None => {
+        None if webhook.is_none() && command.is_empty() => {
             return err(missing(
                 "PROCESS_NAME",
                 "--process-name",
-                "the exact name of the process to signal, e.g. PROCESS_NAME=nginx",
+                "the exact name of the process to signal, e.g. PROCESS_NAME=nginx (or set RELOAD_WEBHOOK_URL, or run the app as config-reloader -- APP)",
             ))
         }
-        Some(r) => values::process_name(&r.source, &r.value)?,
+        None => None,
+        Some(r) => Some(values::process_name(&r.source, &r.value)?),
+    };
+    let poll = match raw.text("--poll-interval")? {
+        None => Poll::Auto,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("auto") => Poll::Auto,
+        Some((s, v)) => match values::duration(s, v)? {
+            Duration::ZERO => Poll::Off,
+            d => Poll::Every(d),
+        },
     };
     let signal = raw
         .text("--signal")?
@@ -276,6 +346,9 @@ fn checked(raw: &Raws) -> Result<Config, ConfigError> {
         force: raw.switch("--force")?,
         verbose: raw.switch("--verbose")?,
         log_format,
+        webhook,
+        poll,
+        command,
     })
 }
 
@@ -288,7 +361,9 @@ pub fn help() -> String {
     let mut out = format!(
         "config-reloader {}\n\
          Watches configuration directories and signals a process once per real change.\n\n\
-         Usage: config-reloader [FLAGS]   (every setting is also an environment variable; flags win)\n\n",
+         Usage: config-reloader [FLAGS]                    a sidecar: signals PROCESS_NAME, calls RELOAD_WEBHOOK_URL\n\
+         \x20      config-reloader [FLAGS] -- APP [ARGS...]   the app's entrypoint: runs APP as its child and reloads it\n\
+         Every setting is also an environment variable; flags win.\n\n",
         env!("CARGO_PKG_VERSION")
     );
     for s in SETTINGS {
@@ -302,7 +377,7 @@ pub fn help() -> String {
             .unwrap_or_default();
         out.push_str(&format!("  {flag}{env}\n      {}{default}\n", s.help));
     }
-    out.push_str("\nExit codes: 0 ok or stopped by SIGTERM/SIGINT, 1 --check found a problem, 2 bad configuration.\n");
+    out.push_str("\nExit codes: 0 ok or stopped by SIGTERM/SIGINT, 1 --check found a problem or set-up failed, 2 bad configuration;\nwith -- APP: the app's exit code, or 128+N when signal N ended it; 127 APP not found, 126 APP not executable.\n");
     out
 }
 

@@ -42,7 +42,7 @@ fn env_vars_of_the_go_sidecar_are_enough() {
         ],
     );
     assert_eq!(c.dirs, vec![PathBuf::from("/tmp")]);
-    assert_eq!(c.process_name, b"nginx");
+    assert_eq!(c.process_name.as_deref(), Some(&b"nginx"[..]));
     assert_eq!(c.signal, Signal(libc::SIGUSR1));
     assert!(c.verbose);
     assert_eq!(c.debounce, Duration::from_millis(100));
@@ -63,7 +63,7 @@ fn flags_win_over_env() {
         ],
         BASE,
     );
-    assert_eq!(c.process_name, b"haproxy");
+    assert_eq!(c.process_name.as_deref(), Some(&b"haproxy"[..]));
     assert_eq!(c.signal, Signal(libc::SIGUSR2));
     assert_eq!(c.debounce, Duration::ZERO);
 }

@@ -204,6 +204,14 @@ fn ms(out: &mut String, d: Duration) {
     }
 }
 
+/// A duration as seconds for humans: `5s`, `2.5s`, `0.25s` (millisecond precision).
+pub fn seconds(d: Duration) -> String {
+    let mut out = String::new();
+    ms(&mut out, Duration::from_micros(d.as_millis() as u64));
+    out.push('s');
+    out
+}
+
 /// Quotes a text value only when it would otherwise be ambiguous.
 fn text_value(out: &mut String, s: &str) {
     let plain = !s.is_empty()

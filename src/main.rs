@@ -1,20 +1,22 @@
-//! config-reloader: watches configuration directories and signals a process once per real
-//! change.
+//! config-reloader: watches configuration directories and reloads an app once per real change,
+//! by a signal, an HTTP request, or both.
 //!
 //! Data flows through the modules in this order: `config` (env + flags → `Config`, with
 //! `values`), `names` (which names are content), `watch` (inotify events → "may have changed",
 //! with `events` for what one event means and `rearm` for configured paths that vanish or are
-//! re-pointed), `settle` (debounce), `fingerprint` (walk → "did change"), `target` (scan
-//! `/proc` → whom), `verdict` (how each would take the signal), `signal` (send). `reload`
-//! wires a settle to them, `check` reports, `mounts` and `limits` explain set-ups, `log`
-//! writes the lines, `sys` wraps the few raw syscalls.
+//! re-pointed), `poll` (the same question where inotify is blind), `settle` (debounce),
+//! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
+//! would take the signal), `signal` (send), `webhook` (the reload request), `child` (the app
+//! as our child). `reload` wires a settle to them, `check` reports, `mounts` and `limits`
+//! explain set-ups, `log` writes the lines, `sys` wraps the few raw syscalls.
 //!
-//! One thread, one blocking `ppoll` on the signalfd and the inotify fd: nothing runs while
-//! nothing changes.
+//! One thread, one blocking `ppoll` on the signalfd, the inotify fd and, while a reload request
+//! is on its way, its socket: nothing runs while nothing changes.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod check;
+mod child;
 mod config;
 mod events;
 mod fingerprint;
@@ -22,6 +24,7 @@ mod limits;
 mod log;
 mod mounts;
 mod names;
+mod poll;
 mod rearm;
 mod reload;
 mod settle;
@@ -31,26 +34,30 @@ mod target;
 mod values;
 mod verdict;
 mod watch;
+mod webhook;
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use config::{Action, Config, Targets};
+use child::Child;
+use config::{Action, Config, Poll, Targets};
+use events::Change;
 use log::Logger;
+use poll::Poller;
 use reload::Reloads;
 use settle::Settle;
 use signal::Signal;
 use sys::{Interest, SigSet};
+use watch::Watcher;
+use webhook::Webhook;
 
 fn main() -> ExitCode {
     let action = match config::parse(std::env::args_os().skip(1), config::process_env) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "config-reloader: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fatal(2, &e.to_string()),
     };
     match action {
         Action::Help => print(&config::help()),
@@ -63,6 +70,12 @@ fn main() -> ExitCode {
 fn print(text: &str) -> ExitCode {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     ExitCode::SUCCESS
+}
+
+/// One line on stderr, before anything was watched or signalled.
+fn fatal(code: u8, line: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "config-reloader: {line}");
+    ExitCode::from(code)
 }
 
 /// Every signal but the ones a fault raises synchronously (and SIGKILL/SIGSTOP, which cannot
@@ -82,8 +95,21 @@ fn blocked_set() -> SigSet {
     SigSet::of(&all)
 }
 
-/// Sets up, then runs the loop until SIGTERM or SIGINT. Set-up may fail (exit 1); the loop
-/// may not: from the first event on, faults are logged and survived.
+/// Everything the loop waits on.
+struct Daemon<'a> {
+    cfg: &'a Config,
+    log: Logger,
+    sigfd: File,
+    watcher: Watcher,
+    settle: Settle,
+    reloads: Reloads,
+    poller: Poller,
+    webhook: Option<Webhook>,
+    child: Option<Child>,
+}
+
+/// Sets up, then runs the loop until SIGTERM or SIGINT (or, with `-- APP`, until the app
+/// exits). Set-up may fail (exit 1); the loop may not: faults are logged and survived.
 fn serve(cfg: &Config) -> ExitCode {
     let log = Logger::new(cfg.log_format, cfg.verbose);
     // Blocked before anything else, so a SIGTERM during start-up waits in the signalfd.
@@ -98,121 +124,300 @@ fn serve(cfg: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut watcher = match watch::Watcher::new(&cfg.dirs, &log) {
+    let mut watcher = match Watcher::new(&cfg.dirs, &log) {
         Ok(w) => w,
         Err(e) => {
             log.error(&e, &[]);
             return ExitCode::from(1);
         }
     };
-    if !target::others_visible() {
-        log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\")".into())]);
+    if cfg.command.is_empty() && cfg.process_name.is_some() && !target::others_visible() {
+        log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
     }
     mounts::warn_pinned(&cfg.dirs, &log);
-    let mut reloads = Reloads::start(cfg, &mut watcher, &log);
-    log_ready(cfg, watcher.count(), &log);
-    for (p, verdict) in reload::targets(cfg, &log) {
-        if !verdict.sends(cfg.force) {
-            reload::refuse(cfg, &log, &p, &verdict);
+    // The baseline is taken before the app starts, so the app never misses a change.
+    let reloads = Reloads::start(cfg, &mut watcher, &log);
+    let child = match cfg.command.is_empty() {
+        true => None,
+        false => match child::spawn(&cfg.command) {
+            Ok(c) => Some(c),
+            Err(e) => return fatal(e.code, &e.line),
+        },
+    };
+    let webhook = cfg
+        .webhook
+        .as_ref()
+        .map(|w| Webhook::new(w.url.clone(), w.method, w.timeout));
+    let mut d = Daemon {
+        cfg,
+        poller: poller(cfg, &log),
+        settle: Settle::new(cfg.debounce, cfg.max_delay),
+        log,
+        sigfd,
+        watcher,
+        reloads,
+        webhook,
+        child,
+    };
+    d.ready();
+    d.run()
+}
+
+/// The poll timer `cfg.poll` asks for; one `info polling` line per polled directory.
+fn poller(cfg: &Config, log: &Logger) -> Poller {
+    let (every, dirs) = match cfg.poll {
+        Poll::Off => return Poller::default(),
+        Poll::Auto => (config::AUTO_POLL, poll::needed(&cfg.dirs, &mounts::all())),
+        Poll::Every(d) => (d, cfg.dirs.iter().map(|d| (d.clone(), "any")).collect()),
+    };
+    let reason = match cfg.poll {
+        Poll::Every(_) => "RELOAD_POLL_INTERVAL asks for it",
+        _ => "changes made outside this mount raise no inotify event",
+    };
+    for (dir, fs) in &dirs {
+        log.info(
+            "polling",
+            &[
+                ("dir", dir.as_path().into()),
+                ("fs", (*fs).into()),
+                ("interval", log::seconds(every).into()),
+                ("reason", reason.into()),
+            ],
+        );
+    }
+    Poller::new(every, dirs, Instant::now())
+}
+
+impl Daemon<'_> {
+    fn ready(&self) {
+        let cfg = self.cfg;
+        let dirs: Vec<String> = cfg.dirs.iter().map(|d| d.display().to_string()).collect();
+        let targets = match cfg.targets {
+            Targets::Roots => "roots",
+            Targets::All => "all",
+        };
+        let mut fields = vec![
+            ("dirs", dirs.join(",").into()),
+            ("watches", self.watcher.count().into()),
+            ("process", cfg.name().into()),
+            ("signal", cfg.signal.name().into()),
+            ("targets", targets.into()),
+            ("debounce_ms", cfg.debounce.into()),
+            ("max_delay_ms", cfg.max_delay.into()),
+        ];
+        if let Some(w) = &self.webhook {
+            fields.push(("webhook", w.shown().into()));
+        }
+        if let Some(c) = &self.child {
+            fields.push(("child", c.pid.get().into()));
+        }
+        fields.push(("version", env!("CARGO_PKG_VERSION").into()));
+        self.log.info("watching", &fields);
+        if cfg.command.is_empty() {
+            for (p, verdict) in reload::targets(cfg, None, &self.log) {
+                if !verdict.sends(cfg.force) {
+                    reload::refuse(cfg, &self.log, &p, &verdict);
+                }
+            }
         }
     }
 
-    let mut settle = Settle::new(cfg.debounce, cfg.max_delay);
-    let mut failures = 0u32;
-    loop {
-        let timeout = settle
-            .deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        let fds = [
-            Interest {
-                fd: std::os::fd::AsFd::as_fd(&sigfd),
-                write: false,
-            },
-            Interest {
-                fd: watcher.fd(),
-                write: false,
-            },
-        ];
-        let ready = match sys::ppoll(&fds, timeout) {
-            Ok(r) => {
-                failures = 0;
-                r
+    fn run(&mut self) -> ExitCode {
+        let mut failures = 0u32;
+        loop {
+            let now = Instant::now();
+            let deadline = [
+                self.settle.deadline(),
+                self.poller.deadline(),
+                self.webhook.as_ref().and_then(Webhook::deadline),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = deadline.map(|d| d.saturating_duration_since(now));
+            let mut fds = vec![
+                Interest {
+                    fd: self.sigfd.as_fd(),
+                    write: false,
+                },
+                Interest {
+                    fd: self.watcher.fd(),
+                    write: false,
+                },
+            ];
+            fds.extend(self.webhook.as_ref().and_then(Webhook::interest));
+            let ready = match sys::ppoll(&fds, timeout) {
+                Ok(r) => {
+                    failures = 0;
+                    r
+                }
+                Err(e) => {
+                    // Never spin on a poll that keeps failing: back off up to a second.
+                    failures = failures.saturating_add(1);
+                    let pause =
+                        Duration::from_millis(10u64 << failures.min(7)).min(Duration::from_secs(1));
+                    self.log.error(
+                        "poll failed; retrying",
+                        &[("error", e.to_string().into()), ("retry_ms", pause.into())],
+                    );
+                    std::thread::sleep(pause);
+                    continue;
+                }
+            };
+            drop(fds);
+            if ready[0].read {
+                if let Some(code) = self.signals() {
+                    return code;
+                }
             }
-            Err(e) => {
-                // Never spin on a poll that keeps failing: back off up to a second.
-                failures = failures.saturating_add(1);
-                let pause =
-                    Duration::from_millis(10u64 << failures.min(7)).min(Duration::from_secs(1));
-                log.error(
-                    "poll failed; retrying",
-                    &[("error", e.to_string().into()), ("retry_ms", pause.into())],
-                );
-                std::thread::sleep(pause);
-                continue;
+            let now = Instant::now();
+            if ready[1].read {
+                if let Some(change) = self.watcher.read(now, &self.log) {
+                    self.settle.note(now);
+                    self.log
+                        .debug("possible change", &[("change", change.as_str().into())]);
+                    if matches!(change, Change::Rearmed | Change::DirGone)
+                        && self.cfg.poll == Poll::Auto
+                    {
+                        self.poller = poller(self.cfg, &self.log);
+                    }
+                }
             }
+            if self.poller.tick(now) {
+                self.settle.note(now);
+                self.log
+                    .debug("possible change", &[("change", "polled".into())]);
+            }
+            if let Some(w) = &mut self.webhook {
+                w.advance(ready.get(2).copied().unwrap_or_default(), now, &self.log);
+            }
+            if let Some(first) = self.settle.take_due(Instant::now()) {
+                let child = self.child.as_ref().map(|c| c.pid);
+                if self.reloads.settled(
+                    self.cfg,
+                    first,
+                    child,
+                    &mut self.watcher,
+                    &mut self.settle,
+                    &self.log,
+                ) {
+                    if let Some(w) = &mut self.webhook {
+                        w.request(Instant::now(), &self.log);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles every pending signal; `Some(exit code)` when we are done.
+    fn signals(&mut self) -> Option<ExitCode> {
+        // One `struct signalfd_siginfo` is 128 bytes; `ssi_signo` is its first u32.
+        let mut info = [0u8; 128];
+        while let Ok(128) = (&self.sigfd).read(&mut info) {
+            let sig = Signal(u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32);
+            if let Some(code) = self.on_signal(sig) {
+                return Some(code);
+            }
+        }
+        None
+    }
+
+    fn on_signal(&mut self, sig: Signal) -> Option<ExitCode> {
+        let stop = sig.0 == libc::SIGTERM || sig.0 == libc::SIGINT;
+        // A pending reload is dropped: SIGTERM usually means the whole pod is stopping, and a
+        // reload racing the app's own shutdown helps nobody.
+        let pending = if self.settle.pending() {
+            "dropped"
+        } else {
+            "none"
         };
-        if ready[0].read {
-            if let Some(sig) = stop_signal(&sigfd, &log) {
-                // A pending reload is dropped: SIGTERM usually means the whole pod is
-                // stopping, and a reload racing the app's own shutdown helps nobody.
-                let pending = if settle.pending() { "dropped" } else { "none" };
-                log.info(
+        let Some(child) = &self.child else {
+            if stop {
+                self.log.info(
                     "exiting",
                     &[
                         ("signal", sig.name().into()),
                         ("pending_reload", pending.into()),
                     ],
                 );
-                return ExitCode::SUCCESS;
+                return Some(ExitCode::SUCCESS);
             }
-        }
-        if ready[1].read {
-            let now = Instant::now();
-            if let Some(change) = watcher.read(now, &log) {
-                settle.note(now);
-                log.debug("possible change", &[("change", change.as_str().into())]);
+            if sig.0 == libc::SIGCHLD {
+                // PID 1 of a container whose orphans come to us: reap them.
+                let _ = sys::reap_any();
             }
+            self.log
+                .debug("ignoring signal", &[("signal", sig.name().into())]);
+            return None;
+        };
+        if sig.0 == libc::SIGCHLD {
+            return match child.reap() {
+                Ok(Some(exit)) => {
+                    let code = child::code(exit);
+                    self.log.info(
+                        "app exited",
+                        &[
+                            ("pid", child.pid.get().into()),
+                            ("exit_code", i64::from(code).into()),
+                        ],
+                    );
+                    Some(ExitCode::from(code))
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    self.log
+                        .error("reaping failed", &[("error", e.to_string().into())]);
+                    None
+                }
+            };
         }
-        if let Some(first) = settle.take_due(Instant::now()) {
-            reloads.settled(cfg, first, &mut watcher, &mut settle, &log);
-        }
-    }
-}
-
-/// Reads every pending signal; the first SIGTERM or SIGINT among them, if any. The others
-/// were only blocked so they could not hurt us: they are dropped.
-fn stop_signal(sigfd: &File, log: &Logger) -> Option<Signal> {
-    // One `struct signalfd_siginfo` is 128 bytes; `ssi_signo` is its first u32.
-    let mut info = [0u8; 128];
-    let mut stop = None;
-    while let Ok(128) = (&*sigfd).read(&mut info) {
-        let sig = Signal(u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32);
-        if sig.0 == libc::SIGTERM || sig.0 == libc::SIGINT {
-            stop = stop.or(Some(sig));
+        if child::FORWARDED.contains(&sig.0) {
+            if stop && self.settle.pending() {
+                self.settle = Settle::new(self.cfg.debounce, self.cfg.max_delay);
+            }
+            self.log.info(
+                "forwarding signal to the app",
+                &[
+                    ("signal", sig.name().into()),
+                    ("pid", child.pid.get().into()),
+                    ("pending_reload", if stop { pending } else { "kept" }.into()),
+                ],
+            );
+            let _ = child.forward(sig.0);
         } else {
-            log.debug("ignoring signal", &[("signal", sig.name().into())]);
+            self.log
+                .debug("ignoring signal", &[("signal", sig.name().into())]);
         }
+        None
     }
-    stop
 }
 
-fn log_ready(cfg: &Config, watches: usize, log: &Logger) {
-    let dirs: Vec<String> = cfg.dirs.iter().map(|d| d.display().to_string()).collect();
-    let targets = match cfg.targets {
-        Targets::Roots => "roots",
-        Targets::All => "all",
-    };
-    log.info(
-        "watching",
-        &[
-            ("dirs", dirs.join(",").into()),
-            ("watches", watches.into()),
-            ("process", cfg.name().into()),
-            ("signal", cfg.signal.name().into()),
-            ("targets", targets.into()),
-            ("debounce_ms", cfg.debounce.into()),
-            ("max_delay_ms", cfg.max_delay.into()),
-            ("version", env!("CARGO_PKG_VERSION").into()),
-        ],
-    );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_stay_unblocked_and_everything_else_is_blocked() {
+        let set = blocked_set();
+        for s in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGABRT,
+        ] {
+            assert_eq!(set.0 & 1 << (s - 1), 0, "{s}");
+        }
+        for s in [
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGPIPE,
+            libc::SIGTERM,
+            libc::SIGCHLD,
+            64,
+        ] {
+            assert_ne!(set.0 & 1 << (s - 1), 0, "{s}");
+        }
+    }
 }

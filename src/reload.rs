@@ -13,6 +13,7 @@ use crate::limits;
 use crate::log::Logger;
 use crate::settle::Settle;
 use crate::signal::{self, Signal};
+use crate::sys::Pid;
 use crate::target::{self, Process};
 use crate::verdict::{self, Handling, Verdict};
 use crate::watch::{Unwatched, Watcher};
@@ -68,30 +69,35 @@ impl Reloads {
     }
 
     /// A settle that opened at `first` is due: hold it while an update is still being written,
-    /// else fingerprint and signal if the content changed.
+    /// else fingerprint and, if the content changed, signal the targets (`child`: the app we
+    /// run, if any). True when the content changed: the caller sends the reload request next.
     pub fn settled(
         &mut self,
         cfg: &Config,
         first: Instant,
+        child: Option<Pid>,
         watcher: &mut Watcher,
         settle: &mut Settle,
         log: &Logger,
-    ) {
+    ) -> bool {
         let now = Instant::now();
         if let Some(until) = watcher.sed_hold(now, cfg.max_delay) {
             log.debug("a sed temp file is not renamed yet; waiting", &[]);
-            return settle.hold(first, until);
+            settle.hold(first, until);
+            return false;
         }
         let report = self.walk(cfg, watcher, log);
         let fp = match report.outcome {
             Err(dir) => {
-                return log.warn(
+                log.warn(
                     "watched directory is missing; not signalling until it is back",
                     &[("dir", dir.as_path().into())],
                 );
+                return false;
             }
             Ok(fp) if Some(fp) == self.last => {
-                return log.debug("content unchanged; not signalling", &[])
+                log.debug("content unchanged; not signalling", &[]);
+                return false;
             }
             Ok(fp) => fp,
         };
@@ -102,12 +108,14 @@ impl Reloads {
                     "kubelet update not complete: visible links do not match ..data yet; waiting",
                     &[("dir", vol.as_path().into())],
                 );
-                return settle.hold(first, until);
+                settle.hold(first, until);
+                return false;
             }
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
         self.last = Some(fp);
-        signal_all(cfg, log, now);
+        signal_all(cfg, child, log, now);
+        true
     }
 }
 
@@ -136,14 +144,23 @@ fn report_unwatched(u: &Unwatched, watched: usize, log: &Logger) {
 }
 
 /// The processes to signal now (scanned fresh: apps restart, pids are never cached), each
-/// with how it would take the signal. Logs when there is none.
-pub fn targets(cfg: &Config, log: &Logger) -> Vec<(Process, Verdict)> {
-    let found = match target::scan(&cfg.process_name) {
-        Ok(found) => found,
-        Err(e) => {
-            log.error("cannot list /proc", &[("error", e.to_string().into())]);
-            return Vec::new();
-        }
+/// with how it would take the signal: those named PROCESS_NAME (within the tree of `child`,
+/// the app we run, if any), else `child` itself. Logs when there is none.
+pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, Verdict)> {
+    let found = match (&cfg.process_name, child) {
+        (Some(name), _) => match target::scan(name) {
+            Ok(found) => found
+                .into_iter()
+                .filter(|p| child.is_none_or(|c| target::descends_from(p, c)))
+                .collect(),
+            Err(e) => {
+                log.error("cannot list /proc", &[("error", e.to_string().into())]);
+                return Vec::new();
+            }
+        },
+        (None, Some(c)) => target::process(c).into_iter().collect(),
+        // Only a reload URL: nobody to signal.
+        (None, None) => return Vec::new(),
     };
     let chosen = match cfg.targets {
         Targets::Roots => target::pick_roots(found),
@@ -160,9 +177,9 @@ pub fn targets(cfg: &Config, log: &Logger) -> Vec<(Process, Verdict)> {
 }
 
 /// Signals every target that can take the signal; `started` is when the settle fired.
-fn signal_all(cfg: &Config, log: &Logger, started: Instant) {
+fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) {
     let sig = cfg.signal;
-    for (p, verdict) in targets(cfg, log) {
+    for (p, verdict) in targets(cfg, child, log) {
         if !verdict.sends(cfg.force) {
             refuse(cfg, log, &p, &verdict);
             continue;

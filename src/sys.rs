@@ -3,9 +3,13 @@
 //! TCP connect. Every `unsafe` of the crate is here, one syscall per wrapper, with typed
 //! arguments; what an error means is the caller's call.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
+use std::mem::MaybeUninit;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
 /// A process we may signal: a positive pid that is not our own, so no call through this type
@@ -195,5 +199,129 @@ pub fn open_at(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
             .into(),
         )?;
         Ok(OwnedFd::from_raw_fd(fd as RawFd))
+    }
+}
+/// The filesystem type (`f_type`, a magic number from statfs(2)) that holds `path`.
+pub fn fs_type(path: &Path) -> io::Result<i64> {
+    let path = CString::new(path.as_os_str().as_bytes())?;
+    let mut buf = MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: a NUL-terminated path and a buffer of one statfs, which the kernel fills on
+    // success; it is read only then.
+    let sfs = unsafe {
+        check(libc::statfs(path.as_ptr(), buf.as_mut_ptr()).into())?;
+        buf.assume_init()
+    };
+    Ok(sfs.f_type as i64)
+}
+
+/// How a reaped child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// exit(N)
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// Reaps one exited child, any child (orphans re-parented to us included), without waiting:
+/// `None` when none has exited. ECHILD (no children at all) is `None` too.
+pub fn reap_any() -> io::Result<Option<(i32, Exit)>> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int to a live local.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid == -1 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ECHILD) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if pid == 0 {
+        return Ok(None);
+    }
+    let exit = if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        Exit::Code(libc::WEXITSTATUS(status))
+    };
+    Ok(Some((pid, exit)))
+}
+
+/// A non-blocking, close-on-exec TCP socket connecting to `addr`; ready for writing once the
+/// connect finished (then `take_error` tells how). std's connect only blocks.
+pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket(2) takes integers; on success the fd is new and ours alone.
+    let sock = unsafe {
+        let fd = check(
+            libc::socket(
+                family,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+            .into(),
+        )?;
+        OwnedFd::from_raw_fd(fd as RawFd)
+    };
+    let raw = RawAddr::from(addr);
+    // SAFETY: a live socket fd and a sockaddr of `raw.len()` valid bytes that outlives the call.
+    let ret = unsafe { libc::connect(sock.as_raw_fd(), raw.as_ptr(), raw.len()) };
+    if ret == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    Ok(TcpStream::from(sock))
+}
+
+/// A socket address as the kernel takes it.
+enum RawAddr {
+    V4(libc::sockaddr_in),
+    V6(libc::sockaddr_in6),
+}
+
+impl From<SocketAddr> for RawAddr {
+    fn from(addr: SocketAddr) -> RawAddr {
+        match addr {
+            SocketAddr::V4(a) => RawAddr::V4(libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            }),
+            SocketAddr::V6(a) => RawAddr::V6(libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            }),
+        }
+    }
+}
+
+impl RawAddr {
+    fn as_ptr(&self) -> *const libc::sockaddr {
+        match self {
+            RawAddr::V4(a) => std::ptr::from_ref(a).cast(),
+            RawAddr::V6(a) => std::ptr::from_ref(a).cast(),
+        }
+    }
+
+    fn len(&self) -> libc::socklen_t {
+        let len = match self {
+            RawAddr::V4(_) => std::mem::size_of::<libc::sockaddr_in>(),
+            RawAddr::V6(_) => std::mem::size_of::<libc::sockaddr_in6>(),
+        };
+        len as libc::socklen_t
     }
 }

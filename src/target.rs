@@ -143,6 +143,43 @@ pub fn scan(wanted: &[u8]) -> io::Result<Vec<Process>> {
     Ok(found)
 }
 
+/// Whether `p` is `ancestor` or runs below it, by the parent chain in `/proc` (for
+/// `PROCESS_NAME` inside the tree of the app we started).
+pub fn descends_from(p: &Process, ancestor: Pid) -> bool {
+    let mut pid = p.pid.get();
+    let mut ppid = p.ppid;
+    // A chain longer than this is a loop of reused pids, not a process tree.
+    for _ in 0..256 {
+        if pid == ancestor.get() {
+            return true;
+        }
+        if ppid <= 1 {
+            return false;
+        }
+        pid = ppid;
+        ppid = match fs::read(format!("/proc/{pid}/stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_stat)
+        {
+            Some(s) => s.ppid,
+            None => return false,
+        };
+    }
+    false
+}
+
+/// The process `pid` as a target, if it is alive.
+pub fn process(pid: Pid) -> Option<Process> {
+    let stat = fs::read(format!("/proc/{}/stat", pid.get())).ok()?;
+    let s = parse_stat(&stat).filter(|s| s.state != b'Z' && s.state != b'X')?;
+    Some(Process {
+        pid,
+        ppid: s.ppid,
+        start_time: s.start_time,
+    })
+}
+
 /// A `/proc` entry's name as a positive pid; `None` for `self`, `sys` and the like.
 fn parse_pid(name: &[u8]) -> Option<i32> {
     if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::signal::Signal;
+use crate::webhook::Url;
 
 /// A configuration error: one line for the user, exit code 2.
 #[derive(Debug, PartialEq, Eq)]
@@ -138,25 +139,74 @@ pub fn duration(source: &str, value: &str) -> Result<Duration, ConfigError> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(bad)?;
     let (num, unit) = v.split_at(split);
-    let scale: f64 = match unit {
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
+    let scale_us: u128 = match unit {
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
         _ => return Err(bad()),
     };
     if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
     {
         return Err(bad());
     }
-    let secs = num.parse::<f64>().map_err(|_| bad())? * scale;
-    if secs > 3600.0 {
-        return err(format!(
+    // Integers, not f64 (its parser and printer would add some 40 KB to the binary): the value
+    // is whole + digits / 10^len, exact. Fraction digits past the 18th (below 10^-18 of the
+    // unit, far below the microsecond kept) are ignored so the sum fits in a u128.
+    let (whole, fraction) = num.split_once('.').unwrap_or((num, ""));
+    let fraction = &fraction[..fraction.len().min(18)];
+    let too_long = || {
+        ConfigError(format!(
             "{source}={value:?} is too long; use at most 1h (60m)"
+        ))
+    };
+    let whole: u128 = whole.parse().map_err(|_| too_long())?;
+    let digits: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| bad())?
+    };
+    let denom = 10u128.pow(fraction.len() as u32);
+    // Exact, in units of 1/denom µs: compared before rounding.
+    let limit = 3_600_000_000u128 * denom;
+    let total = whole
+        .checked_mul(scale_us)
+        .and_then(|w| w.checked_mul(denom))
+        .and_then(|w| w.checked_add(digits * scale_us))
+        .filter(|t| *t <= limit)
+        .ok_or_else(too_long)?;
+    Ok(Duration::from_micros(((total + denom / 2) / denom) as u64))
+}
+
+/// A duration that must not be zero.
+pub fn positive(source: &str, value: &str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return err(format!(
+            "{source}={value:?} must be longer than 0; use e.g. 10s"
         ));
     }
-    // Whole microseconds, rounded: the precision every setting here needs.
-    Ok(Duration::from_micros((secs * 1e6).round() as u64))
+    Ok(d)
+}
+
+/// A reload URL: `http://[user:password@]HOST[:PORT][/PATH]`, HOST an IP address or localhost.
+pub fn url(source: &str, value: &OsStr) -> Result<Url, ConfigError> {
+    let v = text(source, value)?;
+    Url::parse(v.trim()).map_err(|why| {
+        // The userinfo is a secret: never echo it back.
+        ConfigError(format!("{source}={:?} {why}", Url::redact(v.trim())))
+    })
+}
+
+/// An HTTP method for the reload request.
+pub fn method(source: &str, value: &str) -> Result<&'static str, ConfigError> {
+    const METHODS: [&str; 5] = ["POST", "PUT", "GET", "PATCH", "DELETE"];
+    let upper = value.trim().to_ascii_uppercase();
+    match METHODS.iter().find(|m| **m == upper) {
+        Some(m) => Ok(m),
+        None => err(format!(
+            "{source}={value:?} is not accepted; use POST, PUT, GET, PATCH or DELETE"
+        )),
+    }
 }
 
 /// One of a fixed set of words, case-insensitive.

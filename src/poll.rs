@@ -1,0 +1,200 @@
+//! Polling where inotify is blind. inotify reports changes made through the same kernel mount
+//! only: on FUSE (bindfs, virtiofs), 9p (gVisor's gofer, Kata), NFS, CIFS/SMB and Ceph, a
+//! kubelet writing from outside the mount the app sees raises no event at all.
+//!
+//! Each configured directory, and each mount point below one, is `statfs`ed at start and when
+//! a directory is re-armed; those that need it are polled on a timer in the main loop (no
+//! thread), inotify still watching everywhere. A poll costs almost nothing: one `readlink` of
+//! `..data` for a kubelet volume, else a walk comparing names, sizes, mtimes and inodes. A
+//! change found goes through the same settle and fingerprint as an event, so it reloads once.
+
+use std::fs;
+use std::hash::{DefaultHasher, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::mounts::Mount;
+use crate::sys;
+
+/// Filesystems (statfs `f_type`, linux/magic.h) whose changes may come from outside the
+/// mount, where inotify cannot see them.
+const BLIND: [(i64, &str); 13] = [
+    (0x6573_5546, "fuse"),
+    (0x0102_1997, "9p"),
+    (0x6969, "nfs"),
+    (0x517B, "smb"),
+    (0xFF53_4D42, "cifs"),
+    (0xFE53_4D42, "smb2"),
+    (0x00C3_6400, "ceph"),
+    (0x5346_414F, "afs"),
+    (0x7375_7245, "coda"),
+    (0x564C, "ncp"),
+    (0x0116_1970, "gfs2"),
+    (0x0BD0_0BD0, "lustre"),
+    (0x2003_0528, "orangefs"),
+];
+
+/// The blind filesystem family of `f_type`, if it is one.
+pub fn blind(f_type: i64) -> Option<&'static str> {
+    BLIND.iter().find(|(m, _)| *m == f_type).map(|(_, n)| *n)
+}
+
+/// One directory to poll, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Its filesystem family (`fuse`, `nfs`), or `any` when every directory is polled.
+    pub fs: &'static str,
+    /// Cheap stamp at the last poll.
+    stamp: u64,
+}
+
+/// Which directories `auto` polls: each configured directory on a blind filesystem, and each
+/// blind mount point below one.
+pub fn needed(dirs: &[PathBuf], mounts: &[Mount]) -> Vec<(PathBuf, &'static str)> {
+    let mut out: Vec<(PathBuf, &'static str)> = Vec::new();
+    for dir in dirs {
+        if let Some(fs) = sys::fs_type(dir).ok().and_then(blind) {
+            out.push((dir.clone(), fs));
+            continue;
+        }
+        let real = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        for m in mounts
+            .iter()
+            .filter(|m| m.point != real && m.point.starts_with(&real))
+        {
+            if let Some(fs) = sys::fs_type(&m.point).ok().and_then(blind) {
+                let below = dir.join(m.point.strip_prefix(&real).unwrap_or(&m.point));
+                if !out.iter().any(|(d, _)| *d == below) {
+                    out.push((below, fs));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The polling timer and what it polls.
+#[derive(Debug, Default)]
+pub struct Poller {
+    every: Option<Duration>,
+    targets: Vec<Target>,
+    next: Option<Instant>,
+}
+
+impl Poller {
+    /// Polls `targets` every `every`; nothing (and no wake-up) when there is none.
+    pub fn new(every: Duration, targets: Vec<(PathBuf, &'static str)>, now: Instant) -> Poller {
+        let targets: Vec<Target> = targets
+            .into_iter()
+            .map(|(dir, fs)| Target {
+                stamp: stamp(&dir),
+                dir,
+                fs,
+            })
+            .collect();
+        let next = (!targets.is_empty()).then(|| now + every);
+        Poller {
+            every: Some(every),
+            targets,
+            next,
+        }
+    }
+
+    /// When the next poll is due; `None`: never (zero wake-ups).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// Polls if due; true if some directory's stamp changed.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        let (Some(next), Some(every)) = (self.next, self.every) else {
+            return false;
+        };
+        if now < next {
+            return false;
+        }
+        self.next = Some(now + every);
+        let mut changed = false;
+        for t in &mut self.targets {
+            let s = stamp(&t.dir);
+            changed |= s != t.stamp;
+            t.stamp = s;
+        }
+        changed
+    }
+}
+
+/// A cheap digest of what may have changed under `dir`: the target of `..data` for a kubelet
+/// volume (the kubelet changes nothing else), else every entry's name, kind, size, mtime and
+/// inode (files' bytes are read only by the fingerprint, once this differs).
+pub fn stamp(dir: &Path) -> u64 {
+    let mut h = DefaultHasher::new();
+    if let Ok(target) = fs::read_link(dir.join("..data")) {
+        h.write(target.as_os_str().as_encoded_bytes());
+        return h.finish();
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(listing) = fs::read_dir(&d) else {
+            h.write_u8(0xff);
+            continue;
+        };
+        let mut entries: Vec<_> = listing.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        h.write_u64(entries.len() as u64);
+        for e in entries {
+            let name = e.file_name();
+            h.write_u64(name.len() as u64);
+            h.write(name.as_encoded_bytes());
+            // Through symlinks, as the app reads; a dangling one hashes as missing.
+            let Ok(m) = fs::metadata(e.path()) else {
+                h.write_u8(0);
+                continue;
+            };
+            h.write_u64(m.ino());
+            h.write_u64(m.size());
+            h.write_i64(m.mtime());
+            h.write_i64(m.mtime_nsec());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn stamps_change_with_metadata_and_data_links_only() {
+        let d = std::env::temp_dir().join(format!("poll-stamp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("sub/a"), "1").unwrap();
+        let a = stamp(&d);
+        assert_eq!(stamp(&d), a);
+        fs::write(d.join("sub/a"), "22").unwrap();
+        assert_ne!(stamp(&d), a, "a size change shows");
+        symlink("..x", d.join("..data")).unwrap();
+        let k = stamp(&d);
+        fs::write(d.join("sub/a"), "333").unwrap();
+        assert_eq!(stamp(&d), k, "a kubelet volume is stamped by ..data alone");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn blind_filesystems_are_known_by_their_magic() {
+        assert_eq!(blind(0x6573_5546), Some("fuse"));
+        assert_eq!(blind(0x6969), Some("nfs"));
+        assert_eq!(blind(0x0102_1994), None, "tmpfs is not blind");
+        assert_eq!(blind(0xEF53), None, "ext4 is not blind");
+        let here = std::env::temp_dir();
+        assert!(needed(std::slice::from_ref(&here), &[]).is_empty() || sys::fs_type(&here).is_ok());
+    }
+}
