@@ -8,8 +8,31 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::recorder::{workspace_bin, Mode, Options, Program};
+use crate::recorder::{Mode, Options, Program};
+use crate::wait_until;
+
+/// Path of the testkit binary `name` (`sigrecord`, `sigwaiter`, `nopidfd`) built with the
+/// workspace: `target/<profile>/NAME` next to the running test executable.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} binary not found at {candidates:?}: build it with `cargo test --workspace` (make test does)"
+            )
+        })
+}
 
 /// `path`, which the Debian package `package` installs; panics with one line if it is missing.
 pub fn debian(path: &str, package: &str) -> PathBuf {
@@ -75,6 +98,13 @@ pub fn wchans(pid: i32) -> Vec<String> {
 /// function is `do_sigtimedwait` (`do_sigtimedwait.isra.0` on some builds).
 pub fn waits_for_signals(pid: i32) -> bool {
     wchans(pid).iter().any(|w| w.contains("sigtimedwait"))
+}
+
+/// Waits until a thread of `pid` sleeps in sigtimedwait: from then on its `SigBlk` lacks the
+/// waited signals, the state the reloader must judge right.
+pub fn await_waiting(pid: i32, timeout: Duration) {
+    let what = format!("pid {pid} to wait in sigtimedwait");
+    wait_until(timeout, &what, || waits_for_signals(pid).then_some(()));
 }
 
 /// The parent of `pid` (field 4 of `/proc/PID/stat`, after the last `)`).

@@ -26,28 +26,7 @@ pub fn sigrecord_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("SIGRECORD_BIN") {
         return PathBuf::from(path);
     }
-    workspace_bin("sigrecord")
-}
-
-/// Path of the testkit binary `name` (`sigrecord`, `sigwaiter`, `nopidfd`) built with the
-/// workspace: `target/<profile>/NAME` next to the running test executable.
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join(name))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} binary not found at {candidates:?}: build it with `cargo test --workspace` (make test does)"
-            )
-        })
+    crate::apps::workspace_bin("sigrecord")
 }
 
 /// Which dispositions `sigrecord` sets up; the signal lists are comma lists like
@@ -231,12 +210,6 @@ impl Recorder {
     /// Pids of the main process then each child, as seen from the test.
     pub fn pids(&self) -> &[i32] {
         &self.pids
-    }
-
-    /// Pid of the process the test spawned: the first wrapper (e.g. `tini`, `unshare`), or
-    /// the recorder itself when there is none.
-    pub fn spawned_pid(&self) -> i32 {
-        self.child.id() as i32
     }
 
     /// Pids from the ready lines (the recorders' own view; differs inside a PID namespace).

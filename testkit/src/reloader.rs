@@ -207,6 +207,32 @@ pub fn expect_sent(
     app.expect_exactly(n, timeout, quiet)
 }
 
+/// Runs `change`, then waits for the line refusing to signal `pid` that follows it (one
+/// logged before, e.g. at start-up, does not count) and returns it; `None` as soon as
+/// `gone()` says the target died instead.
+pub fn refused_after(
+    rel: &Reloader,
+    pid: i32,
+    timeout: Duration,
+    change: impl FnOnce(),
+    gone: impl Fn() -> bool,
+) -> Option<String> {
+    let refusals = || -> Vec<String> {
+        let pid = pid.to_string();
+        let lines = rel.lines("warn refusing to send ");
+        let mine = |l: &String| field(l, "pid").as_deref() == Some(pid.as_str());
+        lines.into_iter().filter(mine).collect()
+    };
+    let before = refusals().len();
+    change();
+    wait_until(timeout, &format!("a refusal to signal pid {pid}"), || {
+        if gone() {
+            return Some(None);
+        }
+        refusals().into_iter().nth(before).map(Some)
+    })
+}
+
 /// `config-reloader --check` run by `cmd` (from [`command`], maybe wrapped): its exit code and
 /// the `target pid=PID ...` line; panics with the whole output if there is no such line.
 pub fn check_target(mut cmd: Command, pid: i32) -> (i32, String) {
