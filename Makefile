@@ -21,7 +21,7 @@ SIGRECORD    := $(RELEASE_DIR)/sigrecord
 IMAGE        := config-reloader-sidecar:latest
 VERSION      := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 SOURCE       := $(shell sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
-APT_PACKAGES := busybox-static nginx-light inotify-tools curl
+APT_PACKAGES := busybox-static nginx-light inotify-tools curl python3 tini dumb-init strace util-linux
 # Every container and image the e2e tests and the demo create carries this label.
 E2E_LABEL    := io.github.config-reloader-sidecar.e2e
 # apt-get needs root; use sudo when we are not root and it exists.

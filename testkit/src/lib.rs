@@ -1,5 +1,7 @@
 //! Test support for config-reloader.
 //!
+//! - [`apps`]: other targets: `sigwaiter` (sigwait apps), Python scripts, Debian's tini and
+//!   dumb-init under a name of the test's choosing.
 //! - [`kubelet`]: a writer that updates a directory exactly like the kubelet's atomic writer
 //!   (same syscalls, same order), see `shared/kubelet-volume-updates.md` §6.
 //! - [`recorder`]: spawns the `sigrecord` binary, the stand-in for the application, and reads
@@ -9,6 +11,7 @@
 //! - [`TempDir`]: a unique directory removed on drop.
 //! - [`unique_name`]: a process name no other test run on this host uses.
 
+pub mod apps;
 pub mod kubelet;
 mod names;
 pub mod recorder;

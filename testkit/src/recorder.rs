@@ -26,22 +26,7 @@ pub fn sigrecord_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("SIGRECORD_BIN") {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("sigrecord"))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "sigrecord binary not found at {candidates:?}: build it with `cargo test --workspace` (make test does)"
-            )
-        })
+    crate::apps::workspace_bin("sigrecord")
 }
 
 /// Which dispositions `sigrecord` sets up; the signal lists are comma lists like
@@ -56,6 +41,19 @@ pub enum Mode {
     Ignore(String),
     /// `--default`: nothing caught; SIGHUP kills it.
     Default,
+    /// No sigrecord flag: these flags, for a [`Program`] other than sigrecord (e.g.
+    /// `sigwaiter --sigwait-main`).
+    Custom(Vec<OsString>),
+}
+
+/// A recorder other than sigrecord that writes the same `ready`/`sig`/`exit` lines and takes
+/// `--out FILE` and `--read FILE`: e.g. `sigwaiter`, or python3 running a script.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// What the name symlink points at.
+    pub path: PathBuf,
+    /// Arguments before `--out` (e.g. the script python3 runs).
+    pub args: Vec<OsString>,
 }
 
 impl Default for Mode {
@@ -83,6 +81,8 @@ pub struct Options {
     pub extra_args: Vec<OsString>,
     /// `--out FILE`; default a file in the recorder's own temp dir.
     pub out: Option<PathBuf>,
+    /// The program behind the name; default sigrecord.
+    pub program: Option<Program>,
 }
 
 /// One `sig` line.
@@ -129,7 +129,11 @@ impl Recorder {
         fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).expect("chmod temp dir");
         let name = opts.name.clone().unwrap_or_else(|| "sigrecord".into());
         let exe = dir.join(&name);
-        std::os::unix::fs::symlink(sigrecord_bin(), &exe)
+        let target = opts
+            .program
+            .as_ref()
+            .map_or_else(sigrecord_bin, |p| p.path.clone());
+        std::os::unix::fs::symlink(target, &exe)
             .unwrap_or_else(|e| panic!("symlink {}: {e}", exe.display()));
         let out = opts.out.clone().unwrap_or_else(|| dir.join("out"));
         fs::write(&out, b"").unwrap_or_else(|e| panic!("create {}: {e}", out.display()));
@@ -137,6 +141,7 @@ impl Recorder {
 
         let mut argv: Vec<OsString> = opts.wrapper.clone();
         argv.push(exe.clone().into());
+        argv.extend(opts.program.iter().flat_map(|p| p.args.iter().cloned()));
         argv.extend(["--out".into(), out.clone().into()]);
         if let Some(read) = &opts.read {
             argv.extend(["--read".into(), read.clone().into()]);
@@ -146,6 +151,7 @@ impl Recorder {
             Mode::Block(s) => argv.extend(["--block".into(), s.into()]),
             Mode::Ignore(s) => argv.extend(["--ignore".into(), s.into()]),
             Mode::Default => argv.push("--default".into()),
+            Mode::Custom(flags) => argv.extend(flags.iter().cloned()),
         }
         if opts.children > 0 {
             argv.extend(["--children".into(), opts.children.to_string().into()]);
@@ -309,14 +315,16 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = crate::sys::kill_group(self.child.id() as i32, libc::SIGKILL);
-        }
-        // Children that outlived the group kill (another group, a PID namespace's orphans).
-        for &pid in self.pids.iter().skip(1) {
+        // Recorders in another process group first (a child of tini or dumb-init, which give
+        // it its own group; a PID namespace's orphans), while their parent can still reap them.
+        let own = self.child.id() as i32;
+        for &pid in self.pids.iter().filter(|&&p| p != own) {
             if is_alive(pid) {
                 let _ = crate::kill(pid, libc::SIGKILL);
             }
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = crate::sys::kill_group(own, libc::SIGKILL);
         }
         let _ = self.child.wait();
     }
@@ -341,6 +349,20 @@ fn parse_sig(line: &str) -> Option<Received> {
 fn field<'a>(rest: &'a str, key: &str) -> Option<&'a str> {
     rest.split(' ')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Percent-escapes `%`, space, and every byte outside printable ASCII: how every recorder
+/// writes the content it read.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b == b'%' || !(0x21..=0x7e).contains(&b) {
+            s.push_str(&format!("%{b:02X}"));
+        } else {
+            s.push(b as char);
+        }
+    }
+    s
 }
 
 /// Reverses sigrecord's escaping (`%XX` for `%`, space and non-printable bytes).
@@ -371,7 +393,9 @@ fn is_alive(pid: i32) -> bool {
 
 /// State and ppid from `/proc/PID/stat`, parsed after the last `)` (comm may hold one).
 fn proc_stat(pid: i32) -> Option<(char, i32)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Bytes: comm may be any bytes, e.g. a UTF-8 character cut in two at 15 bytes.
+    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let stat = String::from_utf8_lossy(&stat);
     let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
@@ -394,7 +418,8 @@ fn host_pid(root: i32, ns_pid: i32) -> Option<i32> {
         i += 1;
     }
     tree.into_iter().find(|&pid| {
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let status = fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
+        let status = String::from_utf8_lossy(&status);
         let nspid = status
             .lines()
             .find_map(|l| l.strip_prefix("NSpid:"))

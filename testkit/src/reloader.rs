@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::recorder::{Received, Recorder};
 use crate::{wait_until, TempDir};
 
 /// How long [`Reloader::start`] waits for the `info watching` line (text or JSON).
@@ -165,6 +166,88 @@ impl Drop for Reloader {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of `key=` in a log or `--check` line, without its quotes: `field(l, "reason")`.
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[at..];
+    match rest.strip_prefix('"') {
+        Some(q) => Some(q[..q.find('"')?].to_string()),
+        None => Some(rest.split(' ').next()?.to_string()),
+    }
+}
+
+/// Waits until `app` has received `n` signals, then watches for `quiet` to show that no more
+/// come, and returns them; fails at once, quoting the line, if `rel` logged that it refused,
+/// failed to send or found no such process instead (the caller expects none of these).
+pub fn expect_sent(
+    app: &Recorder,
+    rel: &Reloader,
+    n: usize,
+    timeout: Duration,
+    quiet: Duration,
+) -> Vec<Received> {
+    wait_until(timeout, &format!("{n} signal(s) to reach the app"), || {
+        let log = rel.log();
+        let not_sent = log.lines().find(|l| {
+            [
+                "warn refusing to send",
+                "error signal failed",
+                "warn no process named",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        });
+        if let Some(line) = not_sent {
+            panic!("not sent: {line}\nlog:\n{log}");
+        }
+        (app.received().len() >= n).then_some(())
+    });
+    app.expect_exactly(n, timeout, quiet)
+}
+
+/// Runs `change`, then waits for the line refusing to signal `pid` that follows it (one
+/// logged before, e.g. at start-up, does not count) and returns it; `None` as soon as
+/// `gone()` says the target died instead.
+pub fn refused_after(
+    rel: &Reloader,
+    pid: i32,
+    timeout: Duration,
+    change: impl FnOnce(),
+    gone: impl Fn() -> bool,
+) -> Option<String> {
+    let refusals = || -> Vec<String> {
+        let pid = pid.to_string();
+        let lines = rel.lines("warn refusing to send ");
+        let mine = |l: &String| field(l, "pid").as_deref() == Some(pid.as_str());
+        lines.into_iter().filter(mine).collect()
+    };
+    let before = refusals().len();
+    change();
+    wait_until(timeout, &format!("a refusal to signal pid {pid}"), || {
+        if gone() {
+            return Some(None);
+        }
+        refusals().into_iter().nth(before).map(Some)
+    })
+}
+
+/// `config-reloader --check` run by `cmd` (from [`command`], maybe wrapped): its exit code and
+/// the `target pid=PID ...` line; panics with the whole output if there is no such line.
+pub fn check_target(mut cmd: Command, pid: i32) -> (i32, String) {
+    let out = cmd
+        .arg("--check")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {:?} --check: {e}", cmd.get_program()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("target pid={pid} ")))
+        .unwrap_or_else(|| panic!("no `target pid={pid}` line in --check output:\n{stdout}"))
+        .to_string();
+    (code(out.status), line)
 }
 
 /// Runs config-reloader to completion (bad configuration, `--check`, `--help`) and returns

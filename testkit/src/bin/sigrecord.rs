@@ -341,7 +341,7 @@ impl State<'_> {
         let content = match &self.args.read {
             None => "-".to_string(),
             Some(path) => match std::fs::read(path) {
-                Ok(bytes) => escape(&bytes),
+                Ok(bytes) => testkit::recorder::escape(&bytes),
                 Err(e) => format!("ERR:{}", e.raw_os_error().unwrap_or(0)),
             },
         };
@@ -372,19 +372,6 @@ impl State<'_> {
             .write_all(line.as_bytes())
             .map_err(|e| ctx(e, "write --out"))
     }
-}
-
-/// Percent-escapes `%`, space, and every byte outside printable ASCII.
-fn escape(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b == b'%' || !(0x21..=0x7e).contains(&b) {
-            s.push_str(&format!("%{b:02X}"));
-        } else {
-            s.push(b as char);
-        }
-    }
-    s
 }
 
 fn ctx(err: io::Error, what: &str) -> io::Error {
