@@ -21,9 +21,15 @@ SIGRECORD    := $(RELEASE_DIR)/sigrecord
 IMAGE        := config-reloader-sidecar:latest
 VERSION      := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 SOURCE       := $(shell sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
-APT_PACKAGES := busybox-static nginx-light inotify-tools curl python3 tini dumb-init strace util-linux
+# Line 2: the servers of tests/e2e_servers.rs (README "Tested with") and psql to query them.
+# Line 3: the programs tests/targets.rs signals (tini, dumb-init, a python3 sigwait app) and
+# the tools of tests/sending.rs (strace to hold the reloader, util-linux's setpriv/unshare).
+APT_PACKAGES := busybox-static nginx-light inotify-tools curl \
+                pgbouncer haproxy postgresql postgresql-client apache2-bin \
+                tini dumb-init python3 strace util-linux
 # Every container and image the e2e tests and the demo create carries this label.
 E2E_LABEL    := io.github.config-reloader-sidecar.e2e
+PRUNE_OLD    := --filter label=org.opencontainers.image.title=config-reloader-sidecar --filter until=30s
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO         := $(shell [ "$$(id -u)" -eq 0 ] || command -v sudo)
 
@@ -58,12 +64,14 @@ build-test-bins: deps-rust
 	cargo build --release --target $(TARGET) --bin sigrecord -p testkit
 
 # .dockerignore keeps the build context down to the one binary; the prune drops the previous
-# (now untagged) build.
+# (now untagged) build. PRUNE_OLD spares untagged images younger than 30 s: the legacy builder's
+# intermediate images carry the label too, and pruning them fails any build of
+# Dockerfile.scratch running meanwhile (an e2e test binary's, say) with "No such image".
 image: all
 	docker build --quiet -f Dockerfile.scratch \
 	  --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) \
 	  -t $(IMAGE) . >/dev/null
-	@docker image prune -f --filter label=org.opencontainers.image.title=config-reloader-sidecar >/dev/null
+	@docker image prune -f $(PRUNE_OLD) >/dev/null
 	@size=$$(docker image inspect -f '{{.Size}}' $(IMAGE)); \
 	echo "image: $(IMAGE) $$size bytes ($$(( (size + 1023) / 1024 )) KiB)"
 
@@ -83,7 +91,7 @@ clean:
 	cargo clean
 	@ids=$$(docker ps -aq --filter label=$(E2E_LABEL)); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null
 	@ids=$$(docker images -q --filter label=$(E2E_LABEL) | sort -u); [ -z "$$ids" ] || docker rmi -f $$ids >/dev/null
-	@docker image prune -f --filter label=org.opencontainers.image.title=config-reloader-sidecar >/dev/null
+	@docker image prune -f $(PRUNE_OLD) >/dev/null
 	rm -rf demo
 
 # ---- bench (issue 6): ours vs `inotifywait -m -r … | while read; do pkill -HUP -x …; done` ----

@@ -1,6 +1,7 @@
-//! The README is the user's manual: its settings table must match `--help`, and the
-//! Kubernetes and compose examples it shows must be the files in `examples/`, valid YAML,
-//! with the settings a working deployment needs.
+//! The README is the user's manual: its settings table must match `--help`, its "Tested with"
+//! table must list exactly the servers `tests/e2e_servers.rs` runs, and the Kubernetes and
+//! compose examples it shows must be the files in `examples/`, valid YAML, with the settings a
+//! working deployment needs.
 
 use std::path::Path;
 use std::process::Command;
@@ -105,34 +106,159 @@ fn known_env(name: &str) -> bool {
         .any(|(_, e)| e.as_deref() == Some(name))
 }
 
+/// The container named `config-reloader` among `list` (containers or initContainers).
+fn find_sidecar(list: &Yaml) -> Option<&Yaml> {
+    list.as_vec()?
+        .iter()
+        .find(|c| c["name"].as_str() == Some("config-reloader"))
+}
+
+/// Checks every Kubernetes example's sidecar passes: known variables only, `CONFIG_DIR` is one
+/// of its whole-volume mounts, and no probe (a failing sidecar probe takes the pod out of its
+/// Service). Returns `PROCESS_NAME`.
+fn check_sidecar(rel: &str, sidecar: &Yaml) -> String {
+    let env = sidecar["env"].as_vec().expect("env");
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .and_then(|e| e["value"].as_str())
+    };
+    for e in env {
+        let name = e["name"].as_str().expect("env name");
+        assert!(known_env(name), "{rel} sets unknown variable {name}");
+    }
+    let mounts = sidecar["volumeMounts"].as_vec().expect("mounts");
+    for m in mounts {
+        assert!(
+            m["subPath"].is_badvalue(),
+            "{rel}: subPath mounts are never updated by the kubelet"
+        );
+    }
+    let dir = value("CONFIG_DIR").expect("CONFIG_DIR");
+    assert!(
+        mounts.iter().any(|m| m["mountPath"].as_str() == Some(dir)),
+        "{rel}: CONFIG_DIR {dir} is not one of the sidecar's mounts"
+    );
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        assert!(
+            sidecar[probe].is_badvalue(),
+            "{rel}: the sidecar has a {probe}; a sidecar must not take the app out of service"
+        );
+    }
+    value("PROCESS_NAME").expect("PROCESS_NAME").to_string()
+}
+
 #[test]
-fn kubernetes_example_shares_the_pid_namespace_and_probes_with_check() {
+fn kubernetes_example_shares_the_pid_namespace_and_shows_check_as_a_diagnostic_not_a_probe() {
     let pod = load("examples/pod.yaml");
     assert_eq!(pod["kind"].as_str(), Some("Pod"));
     let spec = &pod["spec"];
     assert_eq!(spec["shareProcessNamespace"].as_bool(), Some(true));
+    let sidecar = find_sidecar(&spec["containers"]).expect("sidecar container");
+    assert_eq!(check_sidecar("examples/pod.yaml", sidecar), "nginx");
+    assert!(
+        read("README.md")
+            .contains("kubectl exec POD -c config-reloader -- /config-reloader --check"),
+        "the README shows --check as a diagnostic"
+    );
+}
+
+#[test]
+fn native_sidecar_example_is_a_restartable_init_container() {
+    let rel = "examples/pod-native-sidecar.yaml";
+    let pod = load(rel);
+    let spec = &pod["spec"];
+    assert_eq!(spec["shareProcessNamespace"].as_bool(), Some(true));
+    let sidecar = find_sidecar(&spec["initContainers"]).expect("sidecar init container");
+    assert_eq!(sidecar["restartPolicy"].as_str(), Some("Always"));
+    assert!(find_sidecar(&spec["containers"]).is_none());
+    let process = check_sidecar(rel, sidecar);
+    assert!(
+        spec["containers"]
+            .as_vec()
+            .expect("containers")
+            .iter()
+            .any(|c| c["name"].as_str() == Some(process.as_str())),
+        "{rel}: no app container named {process}"
+    );
+}
+
+#[test]
+fn pgbouncer_example_runs_both_containers_as_one_non_root_uid() {
+    let rel = "examples/pgbouncer.yaml";
+    let pod = load(rel);
+    let spec = &pod["spec"];
+    assert_eq!(spec["shareProcessNamespace"].as_bool(), Some(true));
+    let context = &spec["securityContext"];
+    assert_eq!(context["runAsNonRoot"].as_bool(), Some(true));
+    assert!(context["runAsUser"].as_i64().is_some_and(|uid| uid > 0));
     let containers = spec["containers"].as_vec().expect("containers");
-    let sidecar = containers
-        .iter()
-        .find(|c| c["name"].as_str() == Some("config-reloader"))
-        .expect("sidecar container");
-    let probe: Vec<&str> = sidecar["readinessProbe"]["exec"]["command"]
-        .as_vec()
-        .expect("exec probe")
-        .iter()
-        .filter_map(Yaml::as_str)
-        .collect();
-    assert_eq!(probe, ["/config-reloader", "--check"]);
-    for e in sidecar["env"].as_vec().expect("env") {
-        let name = e["name"].as_str().expect("env name");
-        assert!(known_env(name), "the example sets unknown variable {name}");
+    assert!(
+        containers
+            .iter()
+            .all(|c| c["securityContext"]["runAsUser"].is_badvalue()),
+        "{rel}: one UID for both containers, set on the pod"
+    );
+    let sidecar = find_sidecar(&spec["containers"]).expect("sidecar container");
+    assert_eq!(check_sidecar(rel, sidecar), "pgbouncer");
+}
+
+/// (app, PROCESS_NAME, RELOAD_SIGNAL) of every case in `tests/e2e_servers.rs`, from its
+/// `Server { app: "..", process: "..", signal: "..", .. }` literals.
+fn e2e_cases() -> Vec<(String, String, String)> {
+    let source = read("tests/e2e_servers.rs");
+    let field = |line: &str, key: &str| {
+        let rest = line.trim().strip_prefix(key)?.strip_prefix(": \"")?;
+        Some(rest.split('"').next()?.to_string())
+    };
+    let mut cases = Vec::new();
+    let mut app = None;
+    let mut process = None;
+    for line in source.lines() {
+        if let Some(v) = field(line, "app") {
+            app = Some(v);
+        } else if let Some(v) = field(line, "process") {
+            process = Some(v);
+        } else if let Some(signal) = field(line, "signal") {
+            let (a, p) = (app.take(), process.take());
+            cases.push((a.expect("app before signal"), p.expect("process"), signal));
+        }
     }
-    for m in sidecar["volumeMounts"].as_vec().expect("mounts") {
-        assert!(
-            m["subPath"].is_badvalue(),
-            "subPath mounts are never updated by the kubelet"
-        );
-    }
+    cases
+}
+
+/// (app, PROCESS_NAME, RELOAD_SIGNAL) of the README's "Tested with" rows; the two names are
+/// the first `code` span of their cells.
+fn readme_tested_with() -> Vec<(String, String, String)> {
+    let readme = read("README.md");
+    let section = readme
+        .split_once("\n## Tested with\n")
+        .expect("a \"Tested with\" section")
+        .1;
+    let code = |cell: &str| cell.split('`').nth(1).unwrap_or_default().to_string();
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].to_string(), code(cells[3]), code(cells[4]))
+        })
+        .collect()
+}
+
+#[test]
+fn readme_tested_with_table_lists_exactly_the_apps_with_e2e_cases() {
+    let mut cases = e2e_cases();
+    let mut rows = readme_tested_with();
+    assert!(cases.len() >= 7, "too few e2e cases found: {cases:?}");
+    cases.sort();
+    rows.sort();
+    assert_eq!(
+        rows, cases,
+        "README \"Tested with\" rows (app, PROCESS_NAME, RELOAD_SIGNAL) vs tests/e2e_servers.rs"
+    );
 }
 
 #[test]

@@ -11,14 +11,16 @@
 mod docker;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use docker::{children_of, dir_with_mode, http_get, images, uid_of, wait_docker, Container};
-use testkit::kubelet::{UpdateOptions, Volume};
+use docker::pod::{log_lines, Pod};
+use docker::{children_of, http_get, image, uid_of, wait_docker, Container, Image};
 use testkit::recorder::{unescape, Received};
-use testkit::{wait_until, TempDir};
+use testkit::wait_until;
+
+/// The images these tests use, built in parallel on first use.
+const IMAGES: &[Image] = &[Image::Sidecar, Image::App, Image::Nginx];
 
 /// Generous for a loaded CI machine; conditions usually hold within a few hundred ms.
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -28,49 +30,8 @@ const DEADLINE: Duration = Duration::from_secs(15);
 /// absence, which no condition can be waited for.
 const QUIET: Duration = Duration::from_millis(700);
 
-/// The line the sidecar logs once every watch is armed and the baseline is taken.
-const READY: &str = "info watching";
-
 /// The nobody UID the image runs as.
 const NOBODY: &str = "65534:65534";
-
-/// A scratch dir holding the config volume (`config/`, mounted read-only at `/config`) and an
-/// output dir (`out/`, mounted read-write at `/out`) where recorders write.
-struct Pod {
-    tmp: TempDir,
-    volume: Volume,
-}
-
-impl Pod {
-    fn new(files: &[(&str, &[u8])]) -> Pod {
-        let tmp = TempDir::new("crs-e2e").expect("temp dir");
-        let config = dir_with_mode(&tmp, "config", 0o755);
-        dir_with_mode(&tmp, "out", 0o777);
-        let volume = Volume::create(&config, files).expect("first population");
-        Pod { tmp, volume }
-    }
-
-    fn config_mount(&self) -> String {
-        format!("{}:/config:ro", self.volume.root().display())
-    }
-
-    fn out_mount(&self) -> String {
-        format!("{}:/out", self.tmp.join("out").display())
-    }
-
-    fn out(&self, name: &str) -> std::path::PathBuf {
-        self.tmp.join("out").join(name)
-    }
-
-    /// One kubelet update of the whole payload; panics if it was a no-op.
-    fn update(&self, files: &[(&str, &[u8])]) -> u64 {
-        self.volume
-            .update_with(files, &UpdateOptions::default())
-            .expect("kubelet update")
-            .expect("the payload changed")
-            .commit_ns
-    }
-}
 
 /// Starts the app: `/sigrecord` as `user`, recording to `/out/<name>.log` and re-reading
 /// `/config/app.conf` on each signal; waits for its ready line. `pid` joins another container's
@@ -83,7 +44,7 @@ fn start_recorder(pod: &Pod, name: &str, user: &str, pid: Option<&Container>) ->
     if let Some(ns) = &pid_ns {
         args.extend(["--pid", ns]);
     }
-    let app_image = &images().app;
+    let app_image = &image(Image::App).tag;
     args.extend([app_image.as_str(), "/sigrecord", "--out", &log]);
     args.extend(["--read", "/config/app.conf"]);
     let app = Container::run(name, &args);
@@ -95,37 +56,9 @@ fn start_recorder(pod: &Pod, name: &str, user: &str, pid: Option<&Container>) ->
     app
 }
 
-/// Starts the sidecar image (its own USER, 65534) in `target`'s PID namespace, watching
-/// `/config` for `process`; waits until it logs that it is watching.
+/// Starts the sidecar image in `target`'s PID namespace, watching `/config` for `process`.
 fn start_sidecar(pod: &Pod, target: &Container, process: &str) -> Container {
-    let config = pod.config_mount();
-    let pid_ns = format!("container:{}", target.name);
-    let name = format!("PROCESS_NAME={process}");
-    let sidecar = Container::run(
-        "sidecar",
-        &[
-            "--pid",
-            &pid_ns,
-            "-v",
-            &config,
-            "-e",
-            "CONFIG_DIR=/config",
-            "-e",
-            &name,
-            &images().sidecar,
-        ],
-    );
-    wait_docker(DEADLINE, "the sidecar's `info watching` line", || {
-        if sidecar.logs().contains(READY) {
-            return Some(());
-        }
-        assert!(
-            sidecar.is_running(),
-            "the sidecar exited before it was ready"
-        );
-        None
-    });
-    sidecar
+    pod.start_sidecar(target, &[("PROCESS_NAME", process)])
 }
 
 /// The `sig` lines in a sigrecord `--out` file (empty if it does not exist yet).
@@ -164,15 +97,6 @@ fn wait_received(path: &Path, n: usize) -> Vec<Received> {
     )
 }
 
-/// Log lines of `c` that start with `prefix`.
-fn log_lines(c: &Container, prefix: &str) -> Vec<String> {
-    c.logs()
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
-}
-
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
@@ -208,7 +132,7 @@ fn kubelet_update_in_a_pod_like_pair_reloads_the_app_exactly_once_per_update() {
     assert_eq!(received(&log).len(), 2, "exactly one SIGHUP per update");
     assert_eq!(log_lines(&sidecar, "info reloaded ").len(), 2);
 
-    // The exec probe the README recommends works inside the image.
+    // The `--check` diagnostic the README shows (`kubectl exec`) works inside the image.
     let check = docker::docker(&["exec", &sidecar.name, "/config-reloader", "--check"]);
     assert!(
         check.status.success(),
@@ -229,7 +153,7 @@ fn nginx_reloads_the_new_value_with_the_same_master_and_ignores_a_chmod_only_cha
             user,
             "-v",
             &config,
-            &images().nginx,
+            &image(Image::Nginx).tag,
             "/usr/sbin/nginx",
         ],
     );
@@ -260,27 +184,8 @@ fn nginx_reloads_the_new_value_with_the_same_master_and_ignores_a_chmod_only_cha
         (now.len() == 1 && now != workers).then_some(now)
     });
 
-    // What `chmod`/`touch` (or an old kubelet's fsGroup pass) does to a volume: metadata only.
-    for entry in walk(pod.volume.root()) {
-        let meta = fs::symlink_metadata(&entry).expect("lstat");
-        if meta.file_type().is_symlink() {
-            continue;
-        }
-        let mode = if meta.is_dir() { 0o555 } else { 0o444 };
-        fs::set_permissions(&entry, fs::Permissions::from_mode(mode)).expect("chmod");
-        fs::File::open(&entry)
-            .and_then(|f| f.set_modified(SystemTime::now()))
-            .expect("touch");
-    }
-    // A resync that swaps `..data` for a copy with the same bytes: every event, no change.
-    let resync = UpdateOptions {
-        swap_on_equal: true,
-        ..UpdateOptions::default()
-    };
-    pod.volume
-        .update_with(green, &resync)
-        .expect("same-content update")
-        .expect("swapped");
+    pod.chmod_everything();
+    pod.resync(green);
     std::thread::sleep(QUIET);
     assert_eq!(
         children_of(master),
@@ -289,19 +194,6 @@ fn nginx_reloads_the_new_value_with_the_same_master_and_ignores_a_chmod_only_cha
     );
     assert_eq!(http_get(&ip, 8080).as_deref(), Some("green\n"));
     assert_eq!(log_lines(&sidecar, "info reloaded ").len(), 1);
-}
-
-/// Every path under `dir` (not following symlinks), deepest first.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).expect("readdir").flatten() {
-        let path = entry.path();
-        if entry.file_type().expect("file type").is_dir() {
-            out.extend(walk(&path));
-        }
-        out.push(path);
-    }
-    out
 }
 
 #[test]
@@ -345,7 +237,7 @@ fn pause_like_pid_1_is_never_signalled() {
             NOBODY,
             "-v",
             &out,
-            &images().app,
+            &image(Image::App).tag,
             "/bin/sh",
             "-c",
             "trap 'echo HUP >> /out/pause.log' HUP; trap 'exit 0' TERM; echo ready > /out/pause.ready; \
@@ -387,7 +279,13 @@ fn missing_process_name_exits_2_with_one_line_in_docker_logs() {
     let config = pod.config_mount();
     let sidecar = Container::run(
         "badconfig",
-        &["-v", &config, "-e", "CONFIG_DIR=/config", &images().sidecar],
+        &[
+            "-v",
+            &config,
+            "-e",
+            "CONFIG_DIR=/config",
+            &image(Image::Sidecar).tag,
+        ],
     );
     wait_docker(DEADLINE, "the sidecar to exit", || {
         (!sidecar.is_running()).then_some(())
@@ -410,9 +308,15 @@ fn release_binary_is_static_and_the_image_fits_in_640_kib() {
         "ldd finds libraries in {}",
         bin.display()
     );
-    let size: u64 = docker::docker_ok(&["image", "inspect", "-f", "{{.Size}}", &images().sidecar])
-        .parse()
-        .expect("image size");
+    let size: u64 = docker::docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Size}}",
+        &image(Image::Sidecar).tag,
+    ])
+    .parse()
+    .expect("image size");
     eprintln!(
         "binary {} bytes, image {size} bytes",
         fs::metadata(&bin).expect("stat").len()
