@@ -3,8 +3,10 @@
 #   make          static musl release binaries for x86_64 and aarch64 (target/TRIPLE/release/config-reloader,
 #                 staged as target/dist/{amd64,arm64}/config-reloader for Dockerfile.scratch)
 #   make image    config-reloader-sidecar:latest for the host's platform, FROM scratch, and its size
+#   make image-multiarch  target/oci/config-reloader-sidecar.tar: one OCI index, linux/amd64 + linux/arm64
 #   make run      the image next to a demo app; edit demo/config/app.conf and watch it reload
-#   make test     everything CI checks: fmt, clippy, static binaries, image, cargo test (incl. docker e2e), bench-smoke
+#   make test     everything CI checks: fmt, clippy, static binaries, images, cargo test (incl. docker e2e),
+#                 bench-smoke
 #   make bench    ours vs the inotifywait | pkill shell loop, side by side (bench/results/latest.md)
 #   make soak     10,000 kubelet updates against the release binary: fds, RSS, signals per update
 #   make clean    cargo clean, plus every container/image the e2e tests or the demo left behind
@@ -39,7 +41,7 @@ all: deps-rust
 	@install -D -m 0755 $(ARM64_BIN) target/dist/arm64/config-reloader
 	@for b in $(BIN) $(ARM64_BIN); do ls -l $$b | awk '{print "binary: " $$NF " " $$5 " bytes"}'; done
 
-deps: deps-rust deps-apt
+deps: deps-rust deps-apt deps-arm64
 
 # The musl targets give fully static binaries that run in an empty (FROM scratch) image.
 deps-rust:
@@ -81,7 +83,7 @@ run: image deps-apt
 test: deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(MAKE) --no-print-directory build-test-bins image
+	$(MAKE) --no-print-directory build-test-bins image image-multiarch
 	# Keeps the bench from rotting; its figures are reported, never asserted.
 	$(MAKE) --no-print-directory bench-smoke
 	CONFIG_RELOADER_BIN=$(CURDIR)/$(BIN) cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
@@ -114,8 +116,9 @@ soak: all
 	SOAK_BIN=$(CURDIR)/$(BIN) SOAK_UPDATES=$${SOAK_UPDATES:-10000} \
 	  cargo test --release -p config-reloader --test soak -- --nocapture
 
-# ---- arm64 (issue 12): a static aarch64 binary ----
+# ---- arm64 (issue 12): a static aarch64 binary and a two-platform image ----
 #   make                  builds it next to the x86_64 one (see `all`)
+#   make image-multiarch  target/oci/config-reloader-sidecar.tar, one OCI index for both platforms
 ARM64_TARGET  := aarch64-unknown-linux-musl
 ARM64_BIN     := target/$(ARM64_TARGET)/release/config-reloader
 # Docker/OCI name of this machine's architecture: the platform `make image` builds.
@@ -129,3 +132,38 @@ HOST_ARCH     := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$
 # with the std + inotify port. x86_64 keeps the default `cc`, so the amd64 binary links exactly
 # as before (on an aarch64 host, set CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld).
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= rust-lld
+
+.PHONY: deps-arm64 image-multiarch
+# qemu-user-static runs the aarch64 binary here; buildah builds the image index; skopeo reads
+# it back (tests) and publishes it (README).
+ARM64_APT_PACKAGES := qemu-user-static buildah skopeo
+deps-arm64:
+	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="$(ARM64_APT_PACKAGES)"
+
+# One image reference, two platforms: buildah builds Dockerfile.scratch once per platform
+# (setting TARGETARCH as buildx would) into a manifest list, then writes it as an OCI layout
+# archive whose index.json points at one image index. One platform at a time, so the index
+# always lists them in this order (`--platform a,b` builds them concurrently). The storage
+# lives under target/ and is thrown away each time, so a run never appends to the list of an
+# earlier one. --timestamp (the last commit's time) makes the digests depend only on the
+# binaries. Runs as root, as `make test` does (buildah rootless needs subuids set up).
+OCI_ARCHIVE   := target/oci/config-reloader-sidecar.tar
+PLATFORMS     := linux/amd64 linux/arm64
+BUILDAH_STORE := target/oci/buildah
+BUILDAH       := buildah --root $(CURDIR)/$(BUILDAH_STORE)/root \
+                 --runroot $(CURDIR)/$(BUILDAH_STORE)/run --storage-driver vfs
+EPOCH         := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+image-multiarch: deps-arm64 all
+	@rm -rf $(BUILDAH_STORE) $(OCI_ARCHIVE)
+	@mkdir -p $(dir $(OCI_ARCHIVE))
+	for platform in $(PLATFORMS); do \
+	  $(BUILDAH) bud --quiet --identity-label=false --timestamp $(EPOCH) \
+	    --platform $$platform --manifest config-reloader-sidecar -f Dockerfile.scratch \
+	    --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) . >/dev/null; \
+	done
+	$(BUILDAH) manifest push --quiet --all --format oci config-reloader-sidecar \
+	  oci-archive:$(OCI_ARCHIVE):$(VERSION)
+	@rm -rf $(BUILDAH_STORE)
+	@echo "image-multiarch: $(OCI_ARCHIVE) $$(stat -c %s $(OCI_ARCHIVE)) bytes," \
+	  $$(skopeo inspect --raw oci-archive:$(OCI_ARCHIVE) \
+	     | grep -o '"architecture":"[a-z0-9]*"' | cut -d'"' -f4 | paste -sd+)
