@@ -4,9 +4,10 @@
 #                 staged as target/dist/{amd64,arm64}/config-reloader for Dockerfile.scratch)
 #   make image    config-reloader-sidecar:latest for the host's platform, FROM scratch, and its size
 #   make image-multiarch  target/oci/config-reloader-sidecar.tar: one OCI index, linux/amd64 + linux/arm64
+#   make test-arm64       the reload and fault tests against the aarch64 binary under qemu-user
 #   make run      the image next to a demo app; edit demo/config/app.conf and watch it reload
 #   make test     everything CI checks: fmt, clippy, static binaries, images, cargo test (incl. docker e2e),
-#                 bench-smoke
+#                 bench-smoke, test-arm64
 #   make bench    ours vs the inotifywait | pkill shell loop, side by side (bench/results/latest.md)
 #   make soak     10,000 kubelet updates against the release binary: fds, RSS, signals per update
 #   make clean    cargo clean, plus every container/image the e2e tests or the demo left behind
@@ -87,7 +88,9 @@ test: deps
 	# Keeps the bench from rotting; its figures are reported, never asserted.
 	$(MAKE) --no-print-directory bench-smoke
 	CONFIG_RELOADER_BIN=$(CURDIR)/$(BIN) cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' target/test.log
+	$(MAKE) --no-print-directory test-arm64
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' \
+	  target/test.log target/test-arm64.log
 
 clean:
 	cargo clean
@@ -116,9 +119,10 @@ soak: all
 	SOAK_BIN=$(CURDIR)/$(BIN) SOAK_UPDATES=$${SOAK_UPDATES:-10000} \
 	  cargo test --release -p config-reloader --test soak -- --nocapture
 
-# ---- arm64 (issue 12): a static aarch64 binary and a two-platform image ----
+# ---- arm64 (issue 12): a static aarch64 binary, its tests under qemu, a two-platform image ----
 #   make                  builds it next to the x86_64 one (see `all`)
 #   make image-multiarch  target/oci/config-reloader-sidecar.tar, one OCI index for both platforms
+#   make test-arm64       the reload and fault suites against it, under qemu-user
 ARM64_TARGET  := aarch64-unknown-linux-musl
 ARM64_BIN     := target/$(ARM64_TARGET)/release/config-reloader
 # Docker/OCI name of this machine's architecture: the platform `make image` builds.
@@ -133,7 +137,7 @@ HOST_ARCH     := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$
 # as before (on an aarch64 host, set CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld).
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= rust-lld
 
-.PHONY: deps-arm64 image-multiarch
+.PHONY: deps-arm64 image-multiarch test-arm64
 # qemu-user-static runs the aarch64 binary here; buildah builds the image index; skopeo reads
 # it back (tests) and publishes it (README).
 ARM64_APT_PACKAGES := qemu-user-static buildah skopeo
@@ -167,3 +171,25 @@ image-multiarch: deps-arm64 all
 	@echo "image-multiarch: $(OCI_ARCHIVE) $$(stat -c %s $(OCI_ARCHIVE)) bytes," \
 	  $$(skopeo inspect --raw oci-archive:$(OCI_ARCHIVE) \
 	     | grep -o '"architecture":"[a-z0-9]*"' | cut -d'"' -f4 | paste -sd+)
+
+# The tests run $CONFIG_RELOADER_BIN, so a two-line wrapper puts qemu in front of the aarch64
+# binary: same pid (exec), arguments and environment. The reloader's inotify, signalfd, ppoll,
+# pidfds and /proc scan all go through qemu's syscall translation; the apps it signals
+# (sigrecord, Debian programs) stay native, as the rest of an arm64 pod is native to it.
+# Skipped here (each still runs natively in `make test`), and why:
+# - sigusr1_and_realtime_signals_are_sent_as_configured: qemu-user 7.2 moves guest real-time
+#   signals up by two on the host (the host's glibc keeps the first two for itself), so the
+#   SIGRTMIN+2 (36) the aarch64 binary sends reaches a native app as 38. An arm64 kernel
+#   delivers 36: only the emulation is wrong.
+QEMU_RELOADER := target/qemu/config-reloader
+ARM64_SUITES  := reload faults
+ARM64_SKIP    := sigusr1_and_realtime_signals_are_sent_as_configured
+test-arm64: deps-arm64 all
+	cargo build --quiet -p testkit --bin sigrecord
+	@mkdir -p $(dir $(QEMU_RELOADER))
+	@printf '#!/bin/sh\n# Written by make test-arm64.\nexec qemu-aarch64-static %s "$$@"\n' \
+	  '$(CURDIR)/$(ARM64_BIN)' >$(QEMU_RELOADER)
+	@chmod +x $(QEMU_RELOADER)
+	CONFIG_RELOADER_BIN=$(CURDIR)/$(QEMU_RELOADER) cargo test -p config-reloader --no-fail-fast \
+	  $(addprefix --test ,$(ARM64_SUITES)) -- $(addprefix --skip ,$(ARM64_SKIP)) \
+	  2>&1 | tee target/test-arm64.log
