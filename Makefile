@@ -50,11 +50,14 @@ deps-rust:
 	  rustup target list --installed | grep -qx "$$t" || rustup target add "$$t"; \
 	done
 
-# Only installs (and only runs apt-get update) when a package is missing.
+# Only installs (and only runs apt-get update) when a package is missing. dpkg-query prints one
+# line: `dpkg -s | grep -q` under pipefail saw installed packages with long descriptions
+# (buildah) as missing whenever grep quit before dpkg finished writing (SIGPIPE, exit 141).
 deps-apt:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do \
-	  dpkg -s "$$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
+	  [ "$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null)" = "install ok installed" ] \
+	    || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
