@@ -34,6 +34,36 @@ pub fn binary(fallback: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from(fallback), PathBuf::from)
 }
 
+/// `<target>/TRIPLE/release/config-reloader`, the binary `make` builds for that Rust target
+/// (`target/` of the workspace, or `$CARGO_TARGET_DIR`), checked to be newer than every source
+/// file cargo's dep-info lists for it. `cargo test` cannot build it (another target, another
+/// profile): `make` does.
+pub fn release_binary(triple: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit/ sits in the workspace");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    let bin = target.join(triple).join("release/config-reloader");
+    let hint = "build it with `make` (`make test` does)";
+    let built = fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}; {hint}", bin.display()));
+    // `path/to/bin: src/main.rs src/config.rs ...`
+    let dep_info = fs::read_to_string(bin.with_extension("d")).unwrap_or_default();
+    let sources = dep_info.split_once(": ").map_or("", |(_, deps)| deps);
+    for source in sources.split_whitespace() {
+        if let Ok(changed) = fs::metadata(source).and_then(|m| m.modified()) {
+            assert!(
+                built >= changed,
+                "{} is older than {source}; {hint}",
+                bin.display()
+            );
+        }
+    }
+    bin
+}
+
 /// Builds a config-reloader command with a clean environment (only PATH is kept), so the
 /// settings of the developer's shell never leak into a test.
 pub fn command(bin: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use testkit::TempDir;
 
-use super::{docker, docker_ok, musl_binary, run_id, servers, LABEL, MUSL};
+use super::{docker, docker_ok, musl_binary, run_id, servers, LABEL};
 
 /// Every image a test can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,16 +164,22 @@ fn build(tag: &str, context: &Path, dockerfile: Option<&Path>, build_args: &[Str
     docker_ok(&args);
 }
 
-/// The product image, from the real `Dockerfile.scratch`, in a context holding only the binary.
+/// The product image, from the real `Dockerfile.scratch`, in a context holding only the binary
+/// where `make` stages it (`target/dist/ARCH/`), with TARGETARCH passed as `make image` does.
 fn build_sidecar(tag: &str) -> Option<(String, String)> {
     let bin = musl_binary("config-reloader");
     let ctx = TempDir::new("crs-e2e-ctx").expect("temp dir");
-    let dest = ctx.join(format!("target/{MUSL}/release/config-reloader"));
+    let dest = ctx.join("target/dist/amd64/config-reloader");
     fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
     fs::copy(&bin, &dest).expect("copy binary");
     let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile.scratch");
     let version = format!("VERSION={}", env!("CARGO_PKG_VERSION"));
-    build(tag, ctx.path(), Some(&dockerfile), &[version]);
+    build(
+        tag,
+        ctx.path(),
+        Some(&dockerfile),
+        &[version, "TARGETARCH=amd64".into()],
+    );
     None
 }
 
