@@ -273,3 +273,57 @@ fn compose_example_shares_the_app_pid_namespace() {
     }
     assert!(!compose["services"]["app"].is_badvalue());
 }
+
+/// Every file under `src/`, concatenated: what the binary can print.
+fn source_text() -> String {
+    let mut out = String::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push_str(&std::fs::read_to_string(&path).expect("read source"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_log_line_in_the_troubleshooting_table_is_one_the_binary_prints() {
+    let readme = read("README.md");
+    let section = readme
+        .split("## Troubleshooting by log line")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Troubleshooting section");
+    let source = source_text();
+    let mut checked = 0;
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let line = row[3..].split('`').next().unwrap_or_default();
+        // `level message key=… …`: the message is the words before the first field.
+        let words: Vec<&str> = line
+            .split_whitespace()
+            .skip(1)
+            .take_while(|w| !w.contains('=') && !w.contains('…') && !w.starts_with('('))
+            .collect();
+        assert!(!words.is_empty(), "no message in row {row:?}");
+        // A one-word message is looked for as a string literal; a longer one may end in a value
+        // the binary formats in (`no process named X`).
+        let found = if words.len() == 1 {
+            source.contains(&format!("{:?}", words[0]))
+        } else {
+            (2..=words.len())
+                .rev()
+                .any(|n| source.contains(&words[..n].join(" ")))
+        };
+        assert!(
+            found,
+            "the README documents {line:?}, which src/ never prints"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} rows checked");
+}

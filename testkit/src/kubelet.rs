@@ -1,7 +1,7 @@
 //! A kubelet-exact atomic writer for ConfigMap/Secret/projected volumes.
 //!
 //! It performs the same syscalls in the same order as the kubelet's
-//! `pkg/volume/util/atomic_writer.go` (see `shared/kubelet-volume-updates.md` §1 and §6), so
+//! `pkg/volume/util/atomic_writer.go` (see `docs/kubelet-volumes.md`), so
 //! the sidecar sees in tests exactly the inotify events it sees in a pod:
 //!
 //! ```text

@@ -3,7 +3,7 @@
 //! - [`apps`]: other targets: `sigwaiter` (sigwait apps), Python scripts, Debian's tini and
 //!   dumb-init under a name of the test's choosing.
 //! - [`kubelet`]: a writer that updates a directory exactly like the kubelet's atomic writer
-//!   (same syscalls, same order), see `shared/kubelet-volume-updates.md` §6.
+//!   (same syscalls, same order), see `docs/kubelet-volumes.md`.
 //! - [`recorder`]: spawns the `sigrecord` binary, the stand-in for the application, and reads
 //!   back the signals it received and the content it saw.
 //! - [`reloader`]: runs the real `config-reloader` binary and reads its log lines.

@@ -1,4 +1,4 @@
-//! The kubelet writer produces exactly the layout of shared/kubelet-volume-updates.md §1.
+//! The kubelet writer produces exactly the layout of docs/kubelet-volumes.md.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
