@@ -27,7 +27,8 @@ VERSION      := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head 
 SOURCE       := $(shell sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 # Line 2: the servers of tests/e2e_servers.rs (README "Tested with") and psql to query them.
 # Line 3: the programs tests/targets.rs signals (tini, dumb-init, a python3 sigwait app) and
-# the tools of tests/sending.rs (strace to hold the reloader, util-linux's setpriv/unshare).
+# the tools of tests/sending.rs (strace to hold the reloader, util-linux's setpriv/unshare;
+# prlimit for tests/regressions_watch.rs).
 APT_PACKAGES := busybox-static nginx-light inotify-tools curl \
                 pgbouncer haproxy postgresql postgresql-client apache2-bin \
                 tini dumb-init python3 strace util-linux
@@ -37,7 +38,7 @@ PRUNE_OLD    := --filter label=org.opencontainers.image.title=config-reloader-si
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO         := $(shell [ "$$(id -u)" -eq 0 ] || command -v sudo)
 
-.PHONY: all deps deps-rust deps-apt build-test-bins image run test clean
+.PHONY: all deps deps-rust deps-apt build-test-bins image run test clean restore-sysctl
 
 # Both architectures, then each binary copied to target/dist/ARCH/ under its Docker/OCI
 # architecture name, which is what Dockerfile.scratch's TARGETARCH selects.
@@ -93,7 +94,7 @@ image: all
 run: image deps-apt
 	scripts/run-demo.sh $(IMAGE) $(E2E_LABEL)
 
-test: deps
+test: restore-sysctl deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory build-test-bins image image-multiarch
@@ -103,6 +104,16 @@ test: deps
 	$(MAKE) --no-print-directory test-arm64
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' \
 	  target/test.log target/test-arm64.log
+
+# tests/faults.rs lowers the global fs.inotify.max_queued_events to 16 for an instant and puts
+# it back from a guard; a run killed in that instant leaves 16 behind. Restore the kernel default.
+MAX_QUEUED_EVENTS := /proc/sys/fs/inotify/max_queued_events
+restore-sysctl:
+	@f=$(MAX_QUEUED_EVENTS); \
+	if [ "$$(cat $$f)" = 16 ]; then \
+	  echo "restoring $$f to 16384 (left at 16 by a killed test run)"; \
+	  echo 16384 | $(SUDO) tee $$f >/dev/null; \
+	fi
 
 clean:
 	cargo clean

@@ -20,14 +20,11 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use testkit::recorder::{Options, Recorder};
-use testkit::TempDir;
+use testkit::{unique_name, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
 /// Validation takes milliseconds; past this the binary is serving and is stopped.
 const RUN_LIMIT: Duration = Duration::from_secs(2);
-/// The process name every case is configured with; a live recorder of that name proves that
-/// no case ever signals.
-const APP: &str = "propapp";
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -38,9 +35,12 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// A configuration directory and an app named [`APP`], for the cases of one property.
+/// A configuration directory and an app, for the cases of one property. Every case is
+/// configured with the app's name (unique to this run): a live recorder of that name proves
+/// that no case ever signals.
 struct Fixture {
     dir: TempDir,
+    name: String,
     app: Recorder,
 }
 
@@ -48,17 +48,18 @@ impl Fixture {
     fn new() -> Fixture {
         let dir = TempDir::new("props").expect("temp dir");
         std::fs::write(dir.join("app.conf"), "x").expect("write app.conf");
+        let name = unique_name("propapp");
         let app = Recorder::spawn(Options {
-            name: Some(APP.into()),
+            name: Some(name.clone()),
             ..Options::default()
         });
-        Fixture { dir, app }
+        Fixture { dir, name, app }
     }
 
     fn env(&self) -> Vec<(&'static str, OsString)> {
         vec![
             ("CONFIG_DIR", self.dir.path().as_os_str().to_owned()),
-            ("PROCESS_NAME", APP.into()),
+            ("PROCESS_NAME", self.name.clone().into()),
         ]
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use testkit::kubelet::{UpdateOptions, Volume};
 use testkit::recorder::{contents, Mode, Options, Recorder};
 use testkit::reloader::{code, path_str, run_to_exit, Reloader};
-use testkit::{wait_until, TempDir};
+use testkit::{unique_name, wait_until, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
 /// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
@@ -49,10 +49,11 @@ fn kv(files: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static [u8
 
 #[test]
 fn kubelet_update_sends_exactly_one_sighup_and_the_app_sees_the_new_content() {
+    let name = unique_name("kubeapp");
     let dir = TempDir::new("kubelet-one").unwrap();
     let vol = Volume::create(dir.path(), &kv(&[("app.conf", "v1"), ("other.conf", "o1")])).unwrap();
-    let app = spawn_app("kubeapp", &dir.join("app.conf"));
-    let rel = start(dir.path(), "kubeapp", &[]);
+    let app = spawn_app(&name, &dir.join("app.conf"));
+    let rel = start(dir.path(), &name, &[]);
 
     assert!(vol
         .update(&kv(&[("app.conf", "v2"), ("other.conf", "o1")]))
@@ -70,9 +71,10 @@ fn kubelet_update_sends_exactly_one_sighup_and_the_app_sees_the_new_content() {
 
 #[test]
 fn first_population_of_an_empty_volume_is_one_reload() {
+    let name = unique_name("firstpop");
     let dir = TempDir::new("kubelet-first").unwrap();
-    let app = spawn_app("firstpop", &dir.join("app.conf"));
-    let _rel = start(dir.path(), "firstpop", &[]);
+    let app = spawn_app(&name, &dir.join("app.conf"));
+    let _rel = start(dir.path(), &name, &[]);
     Volume::create(
         dir.path(),
         &kv(&[("app.conf", "hello"), ("b", "1"), ("c", "2")]),
@@ -83,10 +85,11 @@ fn first_population_of_an_empty_volume_is_one_reload() {
 
 #[test]
 fn key_added_and_key_removed_are_one_reload_each() {
+    let name = unique_name("keysapp");
     let dir = TempDir::new("kubelet-keys").unwrap();
     let vol = Volume::create(dir.path(), &kv(&[("app.conf", "a")])).unwrap();
-    let app = spawn_app("keysapp", &dir.join("new.conf"));
-    let _rel = start(dir.path(), "keysapp", &[]);
+    let app = spawn_app(&name, &dir.join("new.conf"));
+    let _rel = start(dir.path(), &name, &[]);
 
     vol.update(&kv(&[("app.conf", "a"), ("new.conf", "added")]))
         .unwrap();
@@ -104,11 +107,12 @@ fn key_added_and_key_removed_are_one_reload_each() {
 
 #[test]
 fn slow_legacy_and_fsgroup_writers_still_give_one_fresh_reload() {
+    let name = unique_name("slowapp");
     let dir = TempDir::new("kubelet-slow").unwrap();
     let files = |v: &'static str| kv(&[("a.conf", v), ("b.conf", v), ("sub/c.conf", v)]);
     let vol = Volume::create(dir.path(), &files("1")).unwrap();
-    let app = spawn_app("slowapp", &dir.join("sub/c.conf"));
-    let _rel = start(dir.path(), "slowapp", &[]);
+    let app = spawn_app(&name, &dir.join("sub/c.conf"));
+    let _rel = start(dir.path(), &name, &[]);
 
     // Pauses between keys longer than the debounce: the commit is what counts.
     let slow = UpdateOptions {
@@ -133,17 +137,18 @@ fn slow_legacy_and_fsgroup_writers_still_give_one_fresh_reload() {
 
 #[test]
 fn chmod_touch_fsgroup_pass_and_same_content_swap_send_nothing() {
+    let name = unique_name("noopapp");
     let dir = TempDir::new("noop").unwrap();
     let vol = Volume::create(dir.path(), &kv(&[("app.conf", "same")])).unwrap();
     let plain = TempDir::new("noop-plain").unwrap();
     fs::write(plain.join("p.conf"), "p").unwrap();
-    let app = spawn_app("noopapp", &dir.join("app.conf"));
+    let app = spawn_app(&name, &dir.join("app.conf"));
     let env = format!("{},{}", path_str(dir.path()), path_str(plain.path()));
     let rel = Reloader::start(
         bin(),
         &[
             ("CONFIG_DIR", &env),
-            ("PROCESS_NAME", "noopapp"),
+            ("PROCESS_NAME", &name),
             ("VERBOSE", "true"),
         ],
         &[],
@@ -180,10 +185,11 @@ fn chmod_touch_fsgroup_pass_and_same_content_swap_send_nothing() {
 
 #[test]
 fn in_place_truncate_and_write_is_one_reload() {
+    let name = unique_name("inplace");
     let dir = TempDir::new("inplace").unwrap();
     fs::write(dir.join("app.conf"), "old").unwrap();
-    let app = spawn_app("inplace", &dir.join("app.conf"));
-    let _rel = start(dir.path(), "inplace", &[]);
+    let app = spawn_app(&name, &dir.join("app.conf"));
+    let _rel = start(dir.path(), &name, &[]);
     // Like `echo new > app.conf` or `kubectl cp`: truncate, then write in two pieces.
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -198,10 +204,11 @@ fn in_place_truncate_and_write_is_one_reload() {
 
 #[test]
 fn sed_in_place_is_one_reload() {
+    let name = unique_name("sedapp");
     let dir = TempDir::new("sed").unwrap();
     fs::write(dir.join("app.conf"), "listen 80\n").unwrap();
-    let app = spawn_app("sedapp", &dir.join("app.conf"));
-    let _rel = start(dir.path(), "sedapp", &[]);
+    let app = spawn_app(&name, &dir.join("app.conf"));
+    let _rel = start(dir.path(), &name, &[]);
     let ok = Command::new("sed")
         .args(["-i", "s/80/8080/"])
         .arg(dir.join("app.conf"))
@@ -216,11 +223,12 @@ fn sed_in_place_is_one_reload() {
 
 #[test]
 fn vim_style_save_is_one_reload() {
+    let name = unique_name("vimapp");
     let dir = TempDir::new("vim").unwrap();
     let f = dir.join("app.conf");
     fs::write(&f, "old").unwrap();
-    let app = spawn_app("vimapp", &f);
-    let _rel = start(dir.path(), "vimapp", &[]);
+    let app = spawn_app(&name, &f);
+    let _rel = start(dir.path(), &name, &[]);
     // What vim does on :w with backupcopy=no: swap file churn, the 4913 probe, rename to a
     // backup, write a new file, delete the backup.
     fs::write(dir.join(".app.conf.swp"), "swap").unwrap();
@@ -236,10 +244,11 @@ fn vim_style_save_is_one_reload() {
 
 #[test]
 fn storm_of_200_updates_gives_a_handful_of_signals_and_the_last_sees_the_final_content() {
+    let name = unique_name("stormapp");
     let dir = TempDir::new("storm").unwrap();
     let vol = Volume::create(dir.path(), &[("app.conf", b"0".as_slice())]).unwrap();
-    let app = spawn_app("stormapp", &dir.join("app.conf"));
-    let _rel = start(dir.path(), "stormapp", &[]);
+    let app = spawn_app(&name, &dir.join("app.conf"));
+    let _rel = start(dir.path(), &name, &[]);
     for i in 1..=200 {
         let v = i.to_string();
         vol.update(&[("app.conf", v.as_bytes())]).unwrap();
@@ -264,15 +273,16 @@ fn storm_of_200_updates_gives_a_handful_of_signals_and_the_last_sees_the_final_c
 
 #[test]
 fn restarted_target_is_found_again_by_name() {
+    let name = unique_name("restartme");
     let dir = TempDir::new("restart").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
-    let first = spawn_app("restartme", &dir.join("app.conf"));
-    let rel = start(dir.path(), "restartme", &[]);
+    let first = spawn_app(&name, &dir.join("app.conf"));
+    let rel = start(dir.path(), &name, &[]);
     fs::write(dir.join("app.conf"), "2").unwrap();
     first.expect_exactly(1, T, QUIET);
     drop(first);
 
-    let second = spawn_app("restartme", &dir.join("app.conf"));
+    let second = spawn_app(&name, &dir.join("app.conf"));
     fs::write(dir.join("app.conf"), "3").unwrap();
     assert_eq!(contents(&second.expect_exactly(1, T, QUIET)), ["3"]);
     let pids: Vec<String> = rel
@@ -286,17 +296,18 @@ fn restarted_target_is_found_again_by_name() {
 
 #[test]
 fn absent_target_is_logged_and_reached_once_it_appears() {
+    let name = unique_name("latecomer");
     let dir = TempDir::new("absent").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
-    let rel = start(dir.path(), "latecomer", &[]);
+    let rel = start(dir.path(), &name, &[]);
     // Awaited, not read once: the start-up scan may log after `info watching` (it does in the
     // std port), and under qemu that line comes late enough to lose a one-shot read.
-    rel.wait_lines("warn no process named latecomer", 1, T);
+    rel.wait_lines(&format!("warn no process named {name}"), 1, T);
     fs::write(dir.join("app.conf"), "2").unwrap();
-    rel.wait_lines("warn no process named latecomer", 2, T);
+    rel.wait_lines(&format!("warn no process named {name}"), 2, T);
     assert!(rel.is_running());
 
-    let app = spawn_app("latecomer", &dir.join("app.conf"));
+    let app = spawn_app(&name, &dir.join("app.conf"));
     fs::write(dir.join("app.conf"), "3").unwrap();
     assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["3"]);
 }
@@ -305,12 +316,14 @@ fn absent_target_is_logged_and_reached_once_it_appears() {
 fn a_27_character_name_matches_and_its_15_char_prefix_does_not() {
     let dir = TempDir::new("longname").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
-    let long = "my-very-long-process-name27";
+    // Unique to this run within the first 15 chars, which are all /proc/PID/comm holds.
+    let run = unique_name("n");
+    let long = format!("my-{run}-process-name-27");
     assert_eq!(long.len(), 27);
-    let app = spawn_app(long, &dir.join("app.conf"));
+    let app = spawn_app(&long, &dir.join("app.conf"));
     // Another program sharing the first 15 chars must not be signalled.
-    let cousin = spawn_app("my-very-long-process-other", &dir.join("app.conf"));
-    let rel = start(dir.path(), long, &[]);
+    let cousin = spawn_app(&format!("my-{run}-process-other"), &dir.join("app.conf"));
+    let rel = start(dir.path(), &long, &[]);
     fs::write(dir.join("app.conf"), "2").unwrap();
     assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["2"]);
     assert!(cousin.received().is_empty());
@@ -325,15 +338,16 @@ fn a_27_character_name_matches_and_its_15_char_prefix_does_not() {
 
 #[test]
 fn parent_and_children_with_the_same_name_roots_by_default_all_on_request() {
+    let name = unique_name("masterapp");
     let dir = TempDir::new("workers").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
     let master = Recorder::spawn(Options {
-        name: Some("masterapp".into()),
+        name: Some(name.clone()),
         read: Some(dir.join("app.conf")),
         children: 2,
         ..Options::default()
     });
-    let roots = start(dir.path(), "masterapp", &[]);
+    let roots = start(dir.path(), &name, &[]);
     fs::write(dir.join("app.conf"), "2").unwrap();
     let got = master.expect_exactly(1, T, QUIET);
     assert_eq!(
@@ -343,7 +357,7 @@ fn parent_and_children_with_the_same_name_roots_by_default_all_on_request() {
     );
     drop(roots);
 
-    let _all = start(dir.path(), "masterapp", &[("RELOAD_TARGETS", "all")]);
+    let _all = start(dir.path(), &name, &[("RELOAD_TARGETS", "all")]);
     fs::write(dir.join("app.conf"), "3").unwrap();
     let got = master.expect_exactly(4, T, QUIET);
     let mut pids: Vec<i32> = got[1..].iter().map(|r| r.pid).collect();
@@ -355,17 +369,14 @@ fn parent_and_children_with_the_same_name_roots_by_default_all_on_request() {
 
 #[test]
 fn two_directories_are_both_watched() {
+    let name = unique_name("twodirs");
     let a = TempDir::new("two-a").unwrap();
     let b = TempDir::new("two-b").unwrap();
     fs::write(a.join("a.conf"), "a1").unwrap();
     fs::write(b.join("b.conf"), "b1").unwrap();
-    let app = spawn_app("twodirs", &b.join("b.conf"));
+    let app = spawn_app(&name, &b.join("b.conf"));
     let env = format!("{},{}", path_str(a.path()), path_str(b.path()));
-    let _rel = Reloader::start(
-        bin(),
-        &[("CONFIG_DIR", &env), ("PROCESS_NAME", "twodirs")],
-        &[],
-    );
+    let _rel = Reloader::start(bin(), &[("CONFIG_DIR", &env), ("PROCESS_NAME", &name)], &[]);
     fs::write(b.join("b.conf"), "b2").unwrap();
     assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["b2"]);
     fs::write(a.join("a.conf"), "a2").unwrap();
@@ -374,9 +385,10 @@ fn two_directories_are_both_watched() {
 
 #[test]
 fn subdirectories_created_later_are_watched() {
+    let name = unique_name("subapp");
     let dir = TempDir::new("subdirs").unwrap();
-    let app = spawn_app("subapp", &dir.join("conf.d/deep/x.conf"));
-    let _rel = start(dir.path(), "subapp", &[]);
+    let app = spawn_app(&name, &dir.join("conf.d/deep/x.conf"));
+    let _rel = start(dir.path(), &name, &[]);
     fs::create_dir_all(dir.join("conf.d/deep")).unwrap();
     fs::write(dir.join("conf.d/deep/x.conf"), "x1").unwrap();
     assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["x1"]);
@@ -386,15 +398,16 @@ fn subdirectories_created_later_are_watched() {
 
 #[test]
 fn sigusr1_and_realtime_signals_are_sent_as_configured() {
+    let name = unique_name("usr1app");
     let dir = TempDir::new("usr1").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
     let app = Recorder::spawn(Options {
-        name: Some("usr1app".into()),
+        name: Some(name.clone()),
         read: Some(dir.join("app.conf")),
         mode: Mode::Catch("USR1,RTMIN+2".into()),
         ..Options::default()
     });
-    let rel = start(dir.path(), "usr1app", &[("RELOAD_SIGNAL", "SIGUSR1")]);
+    let rel = start(dir.path(), &name, &[("RELOAD_SIGNAL", "SIGUSR1")]);
     fs::write(dir.join("app.conf"), "2").unwrap();
     assert_eq!(app.expect_exactly(1, T, QUIET)[0].signo, libc::SIGUSR1);
     drop(rel);
@@ -402,7 +415,7 @@ fn sigusr1_and_realtime_signals_are_sent_as_configured() {
         bin(),
         &[
             ("CONFIG_DIR", path_str(dir.path())),
-            ("PROCESS_NAME", "usr1app"),
+            ("PROCESS_NAME", &name),
         ],
         &["--signal", "rtmin+2"],
     );
@@ -412,14 +425,16 @@ fn sigusr1_and_realtime_signals_are_sent_as_configured() {
 
 #[test]
 fn a_target_that_does_not_handle_sighup_is_not_killed() {
+    let fragile_name = unique_name("fragile");
+    let blocker_name = unique_name("blocker");
     let dir = TempDir::new("nohandler").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
     let mut app = Recorder::spawn(Options {
-        name: Some("fragile".into()),
+        name: Some(fragile_name.clone()),
         mode: Mode::Default,
         ..Options::default()
     });
-    let rel = start(dir.path(), "fragile", &[]);
+    let rel = start(dir.path(), &fragile_name, &[]);
     // Warned at start already, then refused at the change.
     fs::write(dir.join("app.conf"), "2").unwrap();
     let refused = rel.wait_lines("warn refusing to send SIGHUP", 2, T);
@@ -432,30 +447,31 @@ fn a_target_that_does_not_handle_sighup_is_not_killed() {
 
     // A signalfd app blocks SIGHUP instead of catching it: that counts as handled.
     let blocker = Recorder::spawn(Options {
-        name: Some("blocker".into()),
+        name: Some(blocker_name.clone()),
         read: Some(dir.join("app.conf")),
         mode: Mode::Block("HUP".into()),
         ..Options::default()
     });
-    let _rel = start(dir.path(), "blocker", &[]);
+    let _rel = start(dir.path(), &blocker_name, &[]);
     fs::write(dir.join("app.conf"), "3").unwrap();
     assert_eq!(contents(&blocker.expect_exactly(1, T, QUIET)), ["3"]);
 
     // RELOAD_FORCE sends anyway, and the default action does what it does.
-    let _forced = start(dir.path(), "fragile", &[("RELOAD_FORCE", "true")]);
+    let _forced = start(dir.path(), &fragile_name, &[("RELOAD_FORCE", "true")]);
     fs::write(dir.join("app.conf"), "4").unwrap();
     assert_eq!(app.killed_by(T), Some(libc::SIGHUP));
 }
 
 #[test]
 fn bad_input_exits_2_with_one_line_and_signals_nothing() {
+    let name = unique_name("badinput");
     let dir = TempDir::new("badinput").unwrap();
-    let app = spawn_app("badinput", &dir.join("app.conf"));
+    let app = spawn_app(&name, &dir.join("app.conf"));
     let d = path_str(dir.path());
     // (environment, flags, what the error line must name)
     type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
     let cases: Vec<Case> = vec![
-        (vec![("PROCESS_NAME", "badinput")], vec![], "CONFIG_DIR"),
+        (vec![("PROCESS_NAME", &name)], vec![], "CONFIG_DIR"),
         (vec![("CONFIG_DIR", d)], vec![], "PROCESS_NAME"),
         (
             vec![("CONFIG_DIR", d), ("PROCESS_NAME", "")],
@@ -463,25 +479,19 @@ fn bad_input_exits_2_with_one_line_and_signals_nothing() {
             "PROCESS_NAME",
         ),
         (
-            vec![
-                ("CONFIG_DIR", "/nonexistent/dir"),
-                ("PROCESS_NAME", "badinput"),
-            ],
+            vec![("CONFIG_DIR", "/nonexistent/dir"), ("PROCESS_NAME", &name)],
             vec![],
             "/nonexistent/dir",
         ),
         (
-            vec![
-                ("CONFIG_DIR", "/etc/hostname"),
-                ("PROCESS_NAME", "badinput"),
-            ],
+            vec![("CONFIG_DIR", "/etc/hostname"), ("PROCESS_NAME", &name)],
             vec![],
             "not a directory",
         ),
         (
             vec![
                 ("CONFIG_DIR", d),
-                ("PROCESS_NAME", "badinput"),
+                ("PROCESS_NAME", &name),
                 ("RELOAD_SIGNAL", "SIGFOO"),
             ],
             vec![],
@@ -490,31 +500,31 @@ fn bad_input_exits_2_with_one_line_and_signals_nothing() {
         (
             vec![
                 ("CONFIG_DIR", d),
-                ("PROCESS_NAME", "badinput"),
+                ("PROCESS_NAME", &name),
                 ("RELOAD_DEBOUNCE", "fast"),
             ],
             vec![],
             "RELOAD_DEBOUNCE=\"fast\"",
         ),
         (
-            vec![("CONFIG_DIR", d), ("PROCESS_NAME", "badinput")],
+            vec![("CONFIG_DIR", d), ("PROCESS_NAME", &name)],
             vec!["--max-delay", "10"],
             "--max-delay=\"10\"",
         ),
         (
-            vec![("CONFIG_DIR", d), ("PROCESS_NAME", "badinput")],
+            vec![("CONFIG_DIR", d), ("PROCESS_NAME", &name)],
             vec!["--targets=kids"],
             "--targets=\"kids\"",
         ),
         (
-            vec![("CONFIG_DIR", d), ("PROCESS_NAME", "badinput")],
+            vec![("CONFIG_DIR", d), ("PROCESS_NAME", &name)],
             vec!["--frobnicate"],
             "--frobnicate",
         ),
         (
             vec![
                 ("CONFIG_DIR", d),
-                ("PROCESS_NAME", "badinput"),
+                ("PROCESS_NAME", &name),
                 ("VERBOSE", "loud"),
             ],
             vec![],
@@ -523,7 +533,7 @@ fn bad_input_exits_2_with_one_line_and_signals_nothing() {
         (
             vec![
                 ("CONFIG_DIR", d),
-                ("PROCESS_NAME", "badinput"),
+                ("PROCESS_NAME", &name),
                 ("LOG_FORMAT", "xml"),
             ],
             vec![],
@@ -550,9 +560,10 @@ fn bad_input_exits_2_with_one_line_and_signals_nothing() {
 
 #[test]
 fn sigterm_and_sigint_exit_0() {
+    let nobody = unique_name("nobody-here");
     let dir = TempDir::new("term").unwrap();
     for sig in [libc::SIGTERM, libc::SIGINT] {
-        let mut rel = start(dir.path(), "nobody-here", &[]);
+        let mut rel = start(dir.path(), &nobody, &[]);
         rel.signal(sig);
         assert_eq!(code(rel.wait_exit(T)), 0, "{}", rel.log());
         assert!(
@@ -569,17 +580,21 @@ fn sigterm_and_sigint_exit_0() {
 
 #[test]
 fn check_reports_targets_and_exits_0_or_1() {
+    let name = unique_name("checkapp");
     let dir = TempDir::new("check").unwrap();
     Volume::create(dir.path(), &kv(&[("app.conf", "x")])).unwrap();
     let env = [
         ("CONFIG_DIR", path_str(dir.path())),
-        ("PROCESS_NAME", "checkapp"),
+        ("PROCESS_NAME", &name),
     ];
     let (status, stdout, _) = run_to_exit(bin(), &env, &["--check"]);
     assert_eq!(code(status), 1, "{stdout}");
-    assert!(stdout.contains("no process named checkapp"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("no process named {name}")),
+        "{stdout}"
+    );
 
-    let app = spawn_app("checkapp", &dir.join("app.conf"));
+    let app = spawn_app(&name, &dir.join("app.conf"));
     let (status, stdout, _) = run_to_exit(bin(), &env, &["--check"]);
     assert_eq!(code(status), 0, "{stdout}");
     assert!(stdout.contains("kubelet volume"), "{stdout}");
@@ -592,14 +607,15 @@ fn check_reports_targets_and_exits_0_or_1() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
+    let name = unique_name("jsonapp");
     let dir = TempDir::new("json").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
-    let app = spawn_app("jsonapp", &dir.join("app.conf"));
+    let app = spawn_app(&name, &dir.join("app.conf"));
     let rel = Reloader::start(
         bin(),
         &[
             ("CONFIG_DIR", path_str(dir.path())),
-            ("PROCESS_NAME", "jsonapp"),
+            ("PROCESS_NAME", &name),
             ("LOG_FORMAT", "json"),
         ],
         &[],
@@ -637,11 +653,13 @@ fn in_namespace_of(pid1: i32) -> Vec<std::ffi::OsString> {
 
 #[test]
 fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
+    let pause_name = unique_name("pause");
+    let podapp = unique_name("podapp");
     let dir = TempDir::new("podns").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
     // PID 1 stands in for `pause`: it records any signal it gets, so one sent to it would show.
     let pause = Recorder::spawn(Options {
-        name: Some("pause".into()),
+        name: Some(pause_name.clone()),
         wrapper: ["unshare", "--pid", "--fork", "--mount-proc"]
             .iter()
             .map(Into::into)
@@ -654,7 +672,7 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
         "pause is PID 1 of the new namespace"
     );
     let app = Recorder::spawn(Options {
-        name: Some("podapp".into()),
+        name: Some(podapp.clone()),
         read: Some(dir.join("app.conf")),
         wrapper: in_namespace_of(pause.pid()),
         ..Options::default()
@@ -665,7 +683,7 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
     cmd.args(["-t", &pause.pid().to_string(), "-p", "-m", "--", BIN]);
     cmd.env_clear()
         .env("CONFIG_DIR", dir.path())
-        .env("PROCESS_NAME", "podapp");
+        .env("PROCESS_NAME", &podapp);
     let rel = Reloader::start_command(cmd);
     assert!(
         !rel.log().contains("no other process is visible"),
@@ -688,7 +706,7 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
     cmd.args(["-t", &pause.pid().to_string(), "-p", "-m", "--", BIN]);
     cmd.env_clear()
         .env("CONFIG_DIR", dir.path())
-        .env("PROCESS_NAME", "pause");
+        .env("PROCESS_NAME", &pause_name);
     let _rel = Reloader::start_command(cmd);
     fs::write(dir.join("app.conf"), "3").unwrap();
     assert_eq!(pause.expect_exactly(1, T, QUIET)[0].pid, 1);
@@ -696,6 +714,7 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
 
 #[test]
 fn subpath_and_single_file_mounts_are_warned_about_at_start() {
+    let nobody = unique_name("nobody-here");
     // A subPath mount binds the resolved `..<timestamp>/key` file; reproduce one in a private
     // mount namespace, plus a single-file bind mount, and start the reloader in there.
     let vol_dir = TempDir::new("subpath-vol").unwrap();
@@ -721,7 +740,7 @@ fn subpath_and_single_file_mounts_are_warned_about_at_start() {
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("CONFIG_DIR", conf.path())
-        .env("PROCESS_NAME", "nobody-here");
+        .env("PROCESS_NAME", &nobody);
     let rel = Reloader::start_command(cmd);
     let warnings = rel.lines("warn configuration mount will never change");
     assert_eq!(warnings.len(), 2, "{}", rel.log());
@@ -740,13 +759,14 @@ fn subpath_and_single_file_mounts_are_warned_about_at_start() {
 
 #[test]
 fn alone_in_its_pid_namespace_it_warns_that_nobody_can_be_signalled() {
+    let name = unique_name("anything");
     // A pod without shareProcessNamespace: the sidecar is PID 1 and the only process in /proc.
     let dir = TempDir::new("alone").unwrap();
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", BIN]);
     cmd.env_clear()
         .env("CONFIG_DIR", dir.path())
-        .env("PROCESS_NAME", "anything");
+        .env("PROCESS_NAME", &name);
     let rel = Reloader::start_command(cmd);
     let warning = rel.lines("warn no other process is visible in /proc");
     assert_eq!(warning.len(), 1, "{}", rel.log());

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use testkit::kubelet::Volume;
 use testkit::recorder::{unescape, Options, Recorder};
 use testkit::reloader::{path_str, Reloader};
-use testkit::TempDir;
+use testkit::{unique_name, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
 /// Updates when `SOAK_UPDATES` is not set: at least 1,000, as issue 5 asks of CI.
@@ -138,7 +138,7 @@ fn thousands_of_kubelet_updates_each_reload_once_with_flat_fds_and_memory() {
     .unwrap();
     // Unique per run: the exact count of `reloaded` lines below must not include a soak app
     // of another test run on the same machine.
-    let name = format!("soak{}", std::process::id());
+    let name = unique_name("soak");
     let app = Recorder::spawn(Options {
         name: Some(name.clone()),
         read: Some(dir.join("app.conf")),

@@ -38,6 +38,10 @@ pub struct UpdateOptions {
     pub fsgroup: Option<u32>,
     /// Swap `..data` even when the bytes are equal (step 1 skipped), as a resync would.
     pub swap_on_equal: bool,
+    /// A writer slowed down after the commit: sleep this long before each `symlink` of an added
+    /// name (step 7) and each `unlink` of a removed one (step 8), as
+    /// `strace -e inject=symlinkat,unlinkat:delay_enter=…` does to the real kubelet.
+    pub pause_after_commit: Option<Duration>,
 }
 
 /// What one write did.
@@ -50,6 +54,11 @@ pub struct Commit {
     pub new_dir: PathBuf,
     /// The previous data directory (absolute, already removed), `None` on first population.
     pub old_dir: Option<PathBuf>,
+    /// CLOCK_MONOTONIC ns taken once the visible links match the new payload (after steps 7
+    /// and 8, before step 9): from then on the update is complete for the app.
+    pub links_done_ns: u64,
+    /// Every path the `fsGroup` pass (step 4) chowned, in order; empty without `fsgroup`.
+    pub ownership_order: Vec<PathBuf>,
 }
 
 /// A volume directory written by the kubelet writer.
@@ -117,6 +126,8 @@ impl Volume {
         };
         if let Some(old) = &old {
             if !opts.swap_on_equal && read_tree(&self.root.join(old))? == payload(files)? {
+                // Nothing to write, but a visible link someone deleted comes back.
+                self.link_new_names(&top_level_names(files), None)?;
                 return Ok(None);
             }
         }
@@ -166,13 +177,14 @@ impl Volume {
         }
 
         // Step 4.
+        let mut ownership_order = Vec::new();
         if let Some(gid) = opts.fsgroup {
-            set_ownership(root, gid)?;
+            set_ownership(root, gid, &mut ownership_order)?;
         }
 
         let names = top_level_names(files);
         if opts.legacy_order {
-            self.link_new_names(&names)?;
+            self.link_new_names(&names, None)?;
         }
         // Steps 5 and 6: the commit point.
         let tmp = root.join(DATA_TMP);
@@ -181,7 +193,7 @@ impl Volume {
         let commit_ns = crate::monotonic_ns();
         // Step 7.
         if !opts.legacy_order {
-            self.link_new_names(&names)?;
+            self.link_new_names(&names, opts.pause_after_commit)?;
         }
 
         let old_dir = old.map(|o| root.join(o));
@@ -193,9 +205,15 @@ impl Volume {
                 let name = name.to_string_lossy();
                 if !keep.contains(name.as_ref()) {
                     let link = root.join(name.as_ref());
+                    if let Some(pause) = opts.pause_after_commit {
+                        std::thread::sleep(pause);
+                    }
                     fs::remove_file(&link).map_err(|e| ctx(e, "unlink", &link))?;
                 }
             }
+        }
+        let links_done_ns = crate::monotonic_ns();
+        if let Some(old_dir) = &old_dir {
             // Step 9: depth-first, always last.
             fs::remove_dir_all(old_dir).map_err(|e| ctx(e, "remove", old_dir))?;
         }
@@ -203,17 +221,23 @@ impl Volume {
             commit_ns,
             new_dir: new_path,
             old_dir,
+            links_done_ns,
+            ownership_order,
         })
     }
 
-    /// Step 7: `symlink("..data/<name>", "<name>")` for each top-level name not in ROOT yet.
-    fn link_new_names(&self, names: &[String]) -> io::Result<()> {
+    /// Step 7: `symlink("..data/<name>", "<name>")` for each top-level name not in ROOT yet,
+    /// each after `pause` if given.
+    fn link_new_names(&self, names: &[String], pause: Option<Duration>) -> io::Result<()> {
         for name in names {
             let link = self.root.join(name);
             match fs::symlink_metadata(&link) {
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(ctx(e, "lstat", &link)),
+            }
+            if let Some(pause) = pause {
+                std::thread::sleep(pause);
             }
             std::os::unix::fs::symlink(Path::new(DATA).join(name), &link)
                 .map_err(|e| ctx(e, "symlink", &link))?;
@@ -281,17 +305,19 @@ fn read_tree(dir: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
 }
 
 /// Step 4, `fsGroup`: like the kubelet's `SetVolumeOwnership`, chown every entry under ROOT to
-/// the group and add group read (and, for dirs, search + setgid) bits. Links are chowned, not
-/// chmodded (chmod would follow them).
-fn set_ownership(root: &Path, gid: u32) -> io::Result<()> {
-    std::os::unix::fs::lchown(root, None, Some(gid)).map_err(|e| ctx(e, "chown", root))?;
-    for entry in fs::read_dir(root).map_err(|e| ctx(e, "readdir", root))? {
-        let path = entry?.path();
+/// the group and add group read (and, for dirs, search + setgid) bits. As the real v1.34.1
+/// writer does, a directory's contents come before the directory itself, ROOT comes last, and
+/// the old data directory (still the target of `..data`) is included. Links are chowned, not
+/// chmodded (chmod would follow them). Each path is appended to `order` once done.
+fn set_ownership(dir: &Path, gid: u32, order: &mut Vec<PathBuf>) -> io::Result<()> {
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| ctx(e, "readdir", dir))? {
+        entries.push(entry?.path());
+    }
+    for path in entries {
         let meta = fs::symlink_metadata(&path).map_err(|e| ctx(e, "lstat", &path))?;
         if meta.is_dir() {
-            set_ownership(&path, gid)?;
-            fs::set_permissions(&path, Permissions::from_mode(meta.mode_bits() | 0o2550))
-                .map_err(|e| ctx(e, "chmod", &path))?;
+            set_ownership(&path, gid, order)?;
             continue;
         }
         std::os::unix::fs::lchown(&path, None, Some(gid)).map_err(|e| ctx(e, "chown", &path))?;
@@ -299,7 +325,13 @@ fn set_ownership(root: &Path, gid: u32) -> io::Result<()> {
             fs::set_permissions(&path, Permissions::from_mode(meta.mode_bits() | 0o440))
                 .map_err(|e| ctx(e, "chmod", &path))?;
         }
+        order.push(path);
     }
+    let meta = fs::symlink_metadata(dir).map_err(|e| ctx(e, "lstat", dir))?;
+    std::os::unix::fs::lchown(dir, None, Some(gid)).map_err(|e| ctx(e, "chown", dir))?;
+    fs::set_permissions(dir, Permissions::from_mode(meta.mode_bits() | 0o2550))
+        .map_err(|e| ctx(e, "chmod", dir))?;
+    order.push(dir.to_path_buf());
     Ok(())
 }
 

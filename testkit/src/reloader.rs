@@ -89,7 +89,7 @@ impl Reloader {
 
     /// Like [`Reloader::start`] for a prepared command (e.g. wrapped in `setpriv`).
     pub fn start_command(mut cmd: Command) -> Reloader {
-        let r = Self::spawn_command(&mut cmd);
+        let mut r = Self::spawn_command(&mut cmd);
         wait_until(
             READY_TIMEOUT,
             "config-reloader to log `info watching`",
@@ -101,11 +101,13 @@ impl Reloader {
                 if r.log().lines().any(ready) {
                     return Some(());
                 }
-                let log = r.log();
-                assert!(
-                    r.is_running(),
-                    "config-reloader exited during start-up:\n{log}"
-                );
+                if let Ok(Some(status)) = r.child.try_wait() {
+                    panic!(
+                        "config-reloader exited during start-up ({}):\n{}",
+                        describe(status),
+                        r.log()
+                    );
+                }
                 None
             },
         );
@@ -296,6 +298,14 @@ pub fn run_to_exit(
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `exit 2`, or `exit 139 = killed by SIGSEGV`, as a shell would report it.
+fn describe(status: ExitStatus) -> String {
+    match status.signal() {
+        Some(sig) => format!("exit {} = killed by signal {sig}", code(status)),
+        None => format!("exit {}", code(status)),
+    }
 }
 
 /// Exit code, or 128 + signal for a process killed by a signal (as a shell reports it).

@@ -142,6 +142,7 @@ fn legacy_order_and_options_give_the_same_final_layout() {
         pause_between_keys: Some(Duration::from_millis(1)),
         fsgroup: Some(4242),
         swap_on_equal: false,
+        pause_after_commit: None,
     };
     let (vol, _) = Volume::create_with(root, &[("a", b"1")], &opts).unwrap();
     vol.update_with(&[("a", b"2"), ("b", b"3")], &opts)
@@ -177,4 +178,93 @@ fn update_after_the_dir_was_recreated_populates_it_again() {
 
     assert!(vol.update(&[("a", b"2")]).unwrap());
     assert_eq!(fs::read(root.join("a")).unwrap(), b"2");
+}
+
+#[test]
+fn fsgroup_pass_visits_contents_before_their_dirs_the_old_dir_too_and_the_root_last() {
+    let tmp = TempDir::new("kubelet").unwrap();
+    let root = tmp.path();
+    let vol = Volume::create(root, &[("a", b"1"), ("sub/deep/x", b"2")]).unwrap();
+    let old = vol.data_dir().unwrap();
+    let opts = UpdateOptions {
+        fsgroup: Some(4242),
+        ..UpdateOptions::default()
+    };
+    let commit = vol
+        .update_with(&[("a", b"2"), ("sub/deep/x", b"3")], &opts)
+        .unwrap()
+        .expect("changed");
+    let order = &commit.ownership_order;
+
+    assert_eq!(order.last().map(|p| p.as_path()), Some(root), "{order:#?}");
+    for dir in [&old, &commit.new_dir] {
+        for rel in ["", "a", "sub", "sub/deep", "sub/deep/x"] {
+            let p = if rel.is_empty() {
+                dir.clone()
+            } else {
+                dir.join(rel)
+            };
+            assert!(
+                order.contains(&p),
+                "{} not visited: {order:#?}",
+                p.display()
+            );
+        }
+    }
+    assert!(order.contains(&root.join("..data")), "{order:#?}");
+    // Every path comes after everything below it.
+    for (i, p) in order.iter().enumerate() {
+        if let Some(j) = order.iter().position(|q| q != p && q.starts_with(p)) {
+            assert!(
+                j < i,
+                "{} visited before {}",
+                p.display(),
+                order[j].display()
+            );
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(root).unwrap().gid(), 4242);
+    assert_eq!(fs::metadata(root.join("sub/deep/x")).unwrap().gid(), 4242);
+}
+
+#[test]
+fn no_op_update_recreates_a_deleted_visible_link_and_writes_nothing_else() {
+    let tmp = TempDir::new("kubelet").unwrap();
+    let root = tmp.path();
+    let vol = Volume::create(root, &[("a", b"1"), ("sub/x", b"2")]).unwrap();
+    let data = vol.data_dir().unwrap();
+    fs::remove_file(root.join("a")).unwrap();
+    fs::remove_file(root.join("sub")).unwrap();
+
+    assert!(!vol.update(&[("a", b"1"), ("sub/x", b"2")]).unwrap());
+
+    assert_eq!(vol.data_dir().unwrap(), data, "no swap for equal bytes");
+    assert_eq!(link(&root.join("a")), "..data/a");
+    assert_eq!(link(&root.join("sub")), "..data/sub");
+    assert_eq!(fs::read(root.join("sub/x")).unwrap(), b"2");
+}
+
+#[test]
+fn pause_after_commit_delays_each_link_added_or_removed_after_the_swap() {
+    let tmp = TempDir::new("kubelet").unwrap();
+    let root = tmp.path();
+    let vol = Volume::create(root, &[("a", b"1"), ("gone", b"x")]).unwrap();
+    let pause = Duration::from_millis(50);
+    let opts = UpdateOptions {
+        pause_after_commit: Some(pause),
+        ..UpdateOptions::default()
+    };
+    // One name added (step 7) and one removed (step 8): two pauses after the commit.
+    let commit = vol
+        .update_with(&[("a", b"1"), ("new", b"2")], &opts)
+        .unwrap()
+        .expect("changed");
+
+    let after = Duration::from_nanos(commit.links_done_ns - commit.commit_ns);
+    assert!(after >= 2 * pause, "links done {after:?} after the commit");
+    assert!(commit.links_done_ns <= testkit::monotonic_ns());
+    assert_eq!(link(&root.join("new")), "..data/new");
+    assert!(fs::symlink_metadata(root.join("gone")).is_err());
+    assert!(!commit.old_dir.unwrap().exists());
 }
