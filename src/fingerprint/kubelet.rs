@@ -8,12 +8,16 @@ use std::hash::{DefaultHasher, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::{error, Entry, Mode, Walker, CUT, KUBELET, KUBELET_RETRIES, SPECIAL, UNSTABLE};
+use super::{
+    error, CutReason, Entry, Mode, Walker, CUT, KUBELET, KUBELET_RETRIES, SPECIAL, UNSTABLE,
+};
 use crate::names;
 
 impl Walker<'_> {
     /// A kubelet volume: the tree `..data` points to, re-read when the kubelet swaps `..data`
     /// during the read. `visible` are the volume's own entries (the `key -> ..data/key` links).
+    /// False, with the loop cut and logged, when `..data` leads back to the volume or above it
+    /// (`..data -> .`): no kubelet wrote that, so the caller reads the directory as a plain one.
     pub(super) fn kubelet(
         &mut self,
         h: &mut DefaultHasher,
@@ -22,7 +26,7 @@ impl Walker<'_> {
         mode: Mode,
         ancestors: &[(u64, u64)],
         id: (u64, u64),
-    ) {
+    ) -> bool {
         let data = dir.join("..data");
         let inner_mode = Mode {
             real: false,
@@ -31,34 +35,49 @@ impl Walker<'_> {
         };
         let mut path = ancestors.to_vec();
         path.push(id);
-        h.write_u8(KUBELET);
-        for _ in 0..KUBELET_RETRIES {
+        for attempt in 0..KUBELET_RETRIES {
             let Ok(before) = fs::read_link(&data) else {
                 continue;
             };
             let target = dir.join(&before);
             let meta = match fs::metadata(&target) {
                 Ok(m) if m.is_dir() => m,
-                Ok(_) => return h.write_u8(SPECIAL),
-                Err(e) => return error(h, &e),
+                Ok(_) => {
+                    h.write_u8(KUBELET);
+                    h.write_u8(SPECIAL);
+                    return true;
+                }
+                Err(e) => {
+                    h.write_u8(KUBELET);
+                    error(h, &e);
+                    return true;
+                }
             };
             let target_id = (meta.dev(), meta.ino());
             if let Some(reason) = self.cut_reason(target_id, inner_mode, &path) {
+                self.cut(data, reason);
+                if reason == CutReason::Loop && attempt == 0 {
+                    return false;
+                }
+                h.write_u8(KUBELET);
                 h.write_u8(CUT);
                 h.write_u8(reason as u8);
-                return self.cut(data, reason);
+                return true;
             }
             let mut inner = DefaultHasher::new();
             self.tree(&mut inner, &target, target_id, inner_mode, &path);
             if fs::read_link(&data).ok().as_ref() == Some(&before) {
+                h.write_u8(KUBELET);
                 h.write_u64(inner.finish());
                 if !links_match(visible, &target) && self.incomplete.is_none() {
                     self.incomplete = Some(dir.to_path_buf());
                 }
-                return;
+                return true;
             }
         }
+        h.write_u8(KUBELET);
         h.write_u8(UNSTABLE);
+        true
     }
 }
 

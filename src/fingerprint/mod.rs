@@ -59,7 +59,7 @@ impl CutReason {
     }
 }
 
-/// One symlink the walk did not follow.
+/// The first symlink the walk did not follow for a reason (the others are not listed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cut {
     /// The symlink.
@@ -285,8 +285,10 @@ impl Walker<'_> {
         }
     }
 
+    /// Records a cut: the first symlink cut for each reason stands for all of them, so a huge
+    /// tree costs one record (and one log line) per reason, not one per path.
     fn cut(&mut self, at: PathBuf, reason: CutReason) {
-        if !self.cuts.iter().any(|c| c.at == at && c.reason == reason) {
+        if !self.cuts.iter().any(|c| c.reason == reason) {
             self.cuts.push(Cut { at, reason });
         }
     }
@@ -329,8 +331,7 @@ impl Walker<'_> {
                 entries.push(Entry { name, kind, ino });
             }
         }
-        if kubelet && !mode.data {
-            self.kubelet(h, &dir, &entries, mode, ancestors, id);
+        if kubelet && !mode.data && self.kubelet(h, &dir, &entries, mode, ancestors, id) {
             return None;
         }
         entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));

@@ -141,7 +141,36 @@ fn data_pointing_at_its_own_volume_is_cut_as_a_loop_not_a_crash() {
     assert!(r.outcome.is_ok());
     assert_eq!(r.cuts.len(), 1, "{:?}", r.cuts);
     assert_eq!(r.cuts[0].reason, CutReason::Loop);
-    assert_eq!(r.outcome.unwrap(), fp(&d), "and hashes the same every time");
+    let before = r.outcome.unwrap();
+    assert_eq!(before, fp(&d), "and hashes the same every time");
+    fs::write(d.at("f"), "y").unwrap();
+    assert_ne!(fp(&d), before, "read as a plain directory: its files count");
+}
+
+#[test]
+fn a_huge_symlinked_tree_is_cut_once_per_reason_quickly() {
+    // l0..l10, each holding a file and ten links to the next: 10^10 paths through links.
+    let d = Dir::new("huge");
+    for level in 0..=10 {
+        let l = d.at(&format!("huge/l{level}"));
+        fs::create_dir_all(&l).unwrap();
+        fs::write(l.join("f"), level.to_string()).unwrap();
+        for i in 0..10 {
+            if level < 10 {
+                symlink(format!("../l{}", level + 1), l.join(format!("s{i}"))).unwrap();
+            }
+        }
+    }
+    fs::create_dir(d.at("conf")).unwrap();
+    symlink(d.at("huge/l0"), d.at("conf/zz")).unwrap();
+    let r = take(&[d.at("conf")], &mut |_, _| {});
+    assert!(r.outcome.is_ok());
+    assert!(r.cuts.len() <= 3, "one cut per reason: {:?}", r.cuts.len());
+    assert!(
+        r.cuts.iter().any(|c| c.reason == CutReason::Entries),
+        "{:?}",
+        r.cuts
+    );
 }
 
 #[test]
