@@ -4,7 +4,8 @@
 //! runtime sends, reap every zombie (orphans are re-parented to PID 1), and exit with the
 //! app's exit code, or 128+N when signal N ended it.
 //!
-//! std starts the child with an empty signal mask and default dispositions, whatever we block.
+//! std resets SIGPIPE (which it ignores in us) in the child but keeps our signal mask, which
+//! blocks nearly everything: `spawn` clears it, so the app starts as under a shell.
 
 use std::ffi::OsString;
 use std::io;
@@ -43,7 +44,10 @@ pub struct SpawnError {
 /// Starts `command` (its first word looked up in PATH, as a shell does).
 pub fn spawn(command: &[OsString]) -> Result<Child, SpawnError> {
     let shown = command[0].to_string_lossy().into_owned();
-    let started = Command::new(&command[0]).args(&command[1..]).spawn();
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    sys::unblock_signals_on_exec(&mut cmd);
+    let started = cmd.spawn();
     let fail = |e: io::Error| {
         let code = if e.kind() == io::ErrorKind::NotFound {
             127

@@ -343,8 +343,9 @@ impl Daemon<'_> {
                 return Some(ExitCode::SUCCESS);
             }
             if sig.0 == libc::SIGCHLD {
-                // PID 1 of a container whose orphans come to us: reap them.
-                let _ = sys::reap_any();
+                // PID 1 of a container whose orphans come to us: reap them, every one, since
+                // the SIGCHLDs of children that die together merge into one.
+                while let Ok(Some(_)) = sys::reap_any() {}
             }
             self.log
                 .debug("ignoring signal", &[("signal", sig.name().into())]);

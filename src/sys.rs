@@ -9,7 +9,9 @@ use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 /// A process we may signal: a positive pid that is not our own, so no call through this type
@@ -71,6 +73,29 @@ pub fn block_signals(set: SigSet) -> io::Result<()> {
         )
     })
     .map(drop)
+}
+
+/// Makes the child `cmd` starts begin with no signal blocked. std hands a child the
+/// parent's mask (it stopped resetting it: "Inherit the signal mask from the parent rather than
+/// resetting it", library/std/src/sys/process/unix/unix.rs), and ours blocks nearly every
+/// signal for the signalfd: an app that never sets its own mask (sleep, a shell script, most
+/// interpreters) would be deaf to the SIGTERM we forward.
+pub fn unblock_signals_on_exec(cmd: &mut Command) {
+    // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe calls
+    // may run: rt_sigprocmask is one (signal-safety(7)); it reads 8 bytes from a live u64.
+    unsafe {
+        cmd.pre_exec(|| {
+            let none = 0u64;
+            check(libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &none as *const u64,
+                std::ptr::null_mut::<u64>(),
+                SIGSET_SIZE,
+            ))
+            .map(drop)
+        });
+    }
 }
 
 /// A new non-blocking, close-on-exec signalfd reading the (blocked) signals of `set`.

@@ -326,4 +326,101 @@ fn every_log_line_in_the_troubleshooting_table_is_one_the_binary_prints() {
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} rows checked");
+
+/// The README's `COPY --from=config-reloader-sidecar:latest SRC DEST` line: SRC must be where
+/// `Dockerfile.scratch` puts the binary, and the e2e image (`tests/docker/servers.rs`) copies
+/// it the same way. Returns DEST, the path the embedded examples run.
+fn embedded_binary() -> String {
+    let scratch = read("Dockerfile.scratch");
+    let shipped = scratch
+        .lines()
+        .find(|l| l.starts_with("COPY "))
+        .and_then(|l| l.split_whitespace().last())
+        .expect("Dockerfile.scratch copies the binary");
+    let readme = read("README.md");
+    let copy = readme
+        .lines()
+        .find(|l| l.starts_with("COPY --from=config-reloader-sidecar:latest "))
+        .expect("the README shows the COPY --from line");
+    let words: Vec<&str> = copy.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "{copy}");
+    assert_eq!(
+        words[2], shipped,
+        "the README copies a path the image does not have"
+    );
+    assert!(
+        read("tests/docker/servers.rs").contains(&format!("{} {}", words[2], words[3])),
+        "the e2e image copies the binary elsewhere than the README: {copy}"
+    );
+    words[3].to_string()
+}
+
+fn strings(y: &Yaml) -> Vec<&str> {
+    y.as_vec()
+        .map(|v| v.iter().filter_map(Yaml::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn embedded_example_runs_the_apps_image_twice_sharing_its_pid_namespace() {
+    let bin = embedded_binary();
+    let rel = "examples/pod-embedded.yaml";
+    let pod = load(rel);
+    let spec = &pod["spec"];
+    assert_eq!(spec["shareProcessNamespace"].as_bool(), Some(true));
+    let containers = spec["containers"].as_vec().expect("containers");
+    assert_eq!(containers.len(), 2, "{rel}: the app and the reloader");
+    assert_eq!(
+        containers[0]["image"], containers[1]["image"],
+        "{rel}: one image"
+    );
+    let reloader = find_sidecar(&spec["containers"]).expect("reloader container");
+    assert_eq!(strings(&reloader["command"]), [bin.as_str()]);
+    let process = check_sidecar(rel, reloader);
+    assert!(
+        containers
+            .iter()
+            .any(|c| c["name"].as_str() == Some(process.as_str())),
+        "{rel}: no app container named {process}"
+    );
+}
+
+#[test]
+fn entrypoint_example_runs_the_app_after_dashdash_without_sharing_a_pid_namespace() {
+    let bin = embedded_binary();
+    let readme = read("README.md");
+    assert!(
+        readme.contains(&format!(r#"ENTRYPOINT ["{bin}", "--"]"#)),
+        "the README shows the ENTRYPOINT form"
+    );
+    let rel = "examples/pod-entrypoint.yaml";
+    let pod = load(rel);
+    let spec = &pod["spec"];
+    assert!(
+        spec["shareProcessNamespace"].is_badvalue(),
+        "{rel}: not needed"
+    );
+    let containers = spec["containers"].as_vec().expect("containers");
+    assert_eq!(containers.len(), 1, "{rel}: one container");
+    let app = &containers[0];
+    assert_eq!(strings(&app["command"]), [bin.as_str(), "--"]);
+    assert!(
+        !strings(&app["args"]).is_empty(),
+        "{rel}: the app's command"
+    );
+    let env = app["env"].as_vec().expect("env");
+    for e in env {
+        let name = e["name"].as_str().expect("env name");
+        assert!(known_env(name), "{rel} sets unknown variable {name}");
+    }
+    let dir = env
+        .iter()
+        .find(|e| e["name"].as_str() == Some("CONFIG_DIR"))
+        .and_then(|e| e["value"].as_str())
+        .expect("CONFIG_DIR");
+    let mounts = app["volumeMounts"].as_vec().expect("mounts");
+    assert!(
+        mounts.iter().any(|m| m["mountPath"].as_str() == Some(dir)),
+        "{rel}: CONFIG_DIR {dir} is not mounted"
+    );
 }

@@ -110,6 +110,16 @@ pub fn contents(got: &[Received]) -> Vec<String> {
         .collect()
 }
 
+/// The `sig` lines of the `--out` file `out`, for a recorder this crate did not start (the app
+/// `config-reloader -- APP` starts, say); empty while the file does not exist.
+pub fn received_in(out: &Path) -> Vec<Received> {
+    fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(parse_sig)
+        .collect()
+}
+
 /// A running `sigrecord` (and its children); killed with SIGKILL and reaped on drop.
 #[derive(Debug)]
 pub struct Recorder {

@@ -38,6 +38,12 @@ pub enum Image {
     Tini,
     /// Debian's dumb-init as PID 1, running the nginx of [`Image::Nginx`] as 65534.
     DumbInit,
+    /// A distroless-like nginx: nginx and its libraries, no shell, as 65534, run by
+    /// `CMD ["/usr/sbin/nginx", "-g", "daemon off;"]`.
+    Distroless,
+    /// [`Image::Distroless`] plus the binary, copied out of [`Image::Sidecar`] with
+    /// `COPY --from` as the README shows; built once both are.
+    Embedded,
 }
 
 /// One built image.
@@ -77,7 +83,20 @@ fn build_all(set: &[Image]) -> Vec<(Image, Result<Built, String>)> {
     let rc = unsafe { libc::atexit(remove_everything) };
     assert_eq!(rc, 0, "atexit failed");
     let started = std::time::Instant::now();
-    let built = std::thread::scope(|s| {
+    // An image built FROM others waits for them.
+    let (derived, bases): (Vec<Image>, Vec<Image>) =
+        set.iter().partition(|&&i| i == Image::Embedded);
+    let mut built = build_parallel(&bases);
+    built.extend(build_parallel(&derived));
+    eprintln!(
+        "e2e images built in {:.1} s: {set:?}",
+        started.elapsed().as_secs_f64()
+    );
+    built
+}
+
+fn build_parallel(set: &[Image]) -> Vec<(Image, Result<Built, String>)> {
+    std::thread::scope(|s| {
         let builds: Vec<_> = set
             .iter()
             .map(|&which| (which, s.spawn(move || build_one(which))))
@@ -95,17 +114,17 @@ fn build_all(set: &[Image]) -> Vec<(Image, Result<Built, String>)> {
                 (which, result)
             })
             .collect()
-    });
-    eprintln!(
-        "e2e images built in {:.1} s: {set:?}",
-        started.elapsed().as_secs_f64()
-    );
-    built
+    })
+}
+
+/// The tag `which` is built under in this run.
+pub(super) fn tag(which: Image) -> String {
+    let name = format!("{which:?}").to_lowercase();
+    format!("config-reloader-e2e-{name}:{}", run_id())
 }
 
 fn build_one(which: Image) -> Built {
-    let name = format!("{which:?}").to_lowercase();
-    let tag = format!("config-reloader-e2e-{name}:{}", run_id());
+    let tag = tag(which);
     let package = match which {
         Image::Sidecar => build_sidecar(&tag),
         Image::App => build_app(&tag),
@@ -116,6 +135,8 @@ fn build_one(which: Image) -> Built {
         Image::Apache2 => servers::apache2(&tag),
         Image::Tini => servers::tini(&tag),
         Image::DumbInit => servers::dumb_init(&tag),
+        Image::Distroless => servers::distroless(&tag),
+        Image::Embedded => servers::embedded(&tag),
     };
     Built { tag, package }
 }
@@ -148,7 +169,7 @@ extern "C" fn remove_everything() {
 }
 
 /// `docker build` of `context` with our label; `dockerfile` defaults to `context/Dockerfile`.
-fn build(tag: &str, context: &Path, dockerfile: Option<&Path>, build_args: &[String]) {
+pub(super) fn build(tag: &str, context: &Path, dockerfile: Option<&Path>, build_args: &[String]) {
     let label = format!("{LABEL}={}", run_id());
     let mut args = vec!["build", "--quiet", "--label", &label, "-t", tag];
     let file;
@@ -336,7 +357,7 @@ pub(super) fn busybox() -> PathBuf {
 
 /// nginx as non-root (it is run as 65534): every writable path it wants is under 1777 dirs, the
 /// served value is `include`d from the config volume mounted at `/config`.
-const NGINX_CONF: &str = r#"daemon off;
+pub(super) const NGINX_CONF: &str = r#"daemon off;
 master_process on;
 worker_processes 1;
 pid /tmp/nginx.pid;

@@ -8,7 +8,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::images::{busybox, nginx_rootfs, Rootfs};
+use testkit::TempDir;
+
+use super::images::{build, busybox, nginx_rootfs, tag, Rootfs, NGINX_CONF};
+use super::Image;
 
 /// Every server runs as nobody, like the sidecar image: the same UID may signal it.
 const USER: &str = "USER 65534:65534";
@@ -167,4 +170,31 @@ pub(super) fn dumb_init(tag: &str) -> Option<(String, String)> {
     rootfs.step(USER);
     rootfs.step(r#"CMD ["/usr/bin/dumb-init", "/usr/sbin/nginx"]"#);
     rootfs.build(tag)
+}
+
+/// nginx as a distroless image ships it: nginx and its libraries, no shell, no package
+/// manager; `daemon off` on the command line, as the official image's CMD gives it.
+pub(super) fn distroless(tag: &str) -> Option<(String, String)> {
+    let mut rootfs = nginx_rootfs();
+    rootfs.write(
+        "/etc/nginx/nginx.conf",
+        &NGINX_CONF.replace("daemon off;\n", ""),
+    );
+    rootfs.step(USER);
+    rootfs.step(r#"CMD ["/usr/sbin/nginx", "-g", "daemon off;"]"#);
+    rootfs.build(tag)
+}
+
+/// The README's "Embedding the binary": the app's image plus one `COPY --from` of the sidecar
+/// image's binary. Nothing else changes: the app's CMD and USER stay.
+pub(super) fn embedded(own: &str) -> Option<(String, String)> {
+    let ctx = TempDir::new("crs-e2e-ctx").expect("temp dir");
+    let dockerfile = format!(
+        "FROM {}\nCOPY --from={} /config-reloader /usr/local/bin/config-reloader\n",
+        tag(Image::Distroless),
+        tag(Image::Sidecar)
+    );
+    fs::write(ctx.join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    build(own, ctx.path(), None, &[]);
+    None
 }
