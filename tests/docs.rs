@@ -326,6 +326,7 @@ fn every_log_line_in_the_troubleshooting_table_is_one_the_binary_prints() {
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} rows checked");
+}
 
 /// The README's `COPY --from=config-reloader-sidecar:latest SRC DEST` line: SRC must be where
 /// `Dockerfile.scratch` puts the binary, and the e2e image (`tests/docker/servers.rs`) copies
