@@ -106,6 +106,8 @@ struct Daemon<'a> {
     poller: Poller,
     webhook: Option<Webhook>,
     child: Option<Child>,
+    /// A stop signal was forwarded to the app: no more reloads.
+    stopping: bool,
 }
 
 /// Sets up, then runs the loop until SIGTERM or SIGINT (or, with `-- APP`, until the app
@@ -158,6 +160,7 @@ fn serve(cfg: &Config) -> ExitCode {
         reloads,
         webhook,
         child,
+        stopping: false,
     };
     d.ready();
     d.run()
@@ -291,7 +294,11 @@ impl Daemon<'_> {
             if let Some(w) = &mut self.webhook {
                 w.advance(ready.get(2).copied().unwrap_or_default(), now, &self.log);
             }
-            if let Some(first) = self.settle.take_due(Instant::now()) {
+            if let Some(first) = self
+                .settle
+                .take_due(Instant::now())
+                .filter(|_| !self.stopping)
+            {
                 let child = self.child.as_ref().map(|c| c.pid);
                 if self.reloads.settled(
                     self.cfg,
@@ -373,7 +380,10 @@ impl Daemon<'_> {
             };
         }
         if child::FORWARDED.contains(&sig.0) {
-            if stop && self.settle.pending() {
+            if stop {
+                // The app is shutting down: a reload now would only race its exit, so none is
+                // sent from here on, the pending one included.
+                self.stopping = true;
                 self.settle = Settle::new(self.cfg.debounce, self.cfg.max_delay);
             }
             self.log.info(
