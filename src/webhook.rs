@@ -98,15 +98,19 @@ impl Url {
         format!("http://{auth}{}{}", self.authority, self.path)
     }
 
-    /// A raw URL string with any userinfo replaced by `***`, for error messages.
+    /// A raw URL string with any userinfo replaced by `***`, for error messages. A rejected
+    /// URL may lack its `scheme://` or hold an unencoded `/`, `?` or `#` in its password, so
+    /// when the authority has no `@`, everything up to the last `@` is hidden: too much rather
+    /// than a password.
     pub fn redact(s: &str) -> String {
-        let Some(scheme_end) = s.find("://") else {
-            return s.to_string();
-        };
-        let after = &s[scheme_end + 3..];
+        let start = s.find("://").map_or(0, |i| i + 3);
+        let after = &s[start..];
         let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-        match after[..authority_end].rfind('@') {
-            Some(at) => format!("{}***{}", &s[..scheme_end + 3], &after[at..]),
+        let at = after[..authority_end]
+            .rfind('@')
+            .or_else(|| after.rfind('@'));
+        match at {
+            Some(at) => format!("{}***{}", &s[..start], &after[at..]),
             None => s.to_string(),
         }
     }
@@ -450,6 +454,9 @@ mod tests {
         );
         assert_eq!(Url::parse("HTTP://localhost").unwrap().path, "/");
         assert_eq!(Url::redact("http://u:p@h/x@y"), "http://***@h/x@y");
+        assert_eq!(Url::redact("u:p@h:1/x"), "***@h:1/x");
+        assert_eq!(Url::redact("http://u:p/q?r#s@h/x"), "http://***@h/x");
+        assert_eq!(Url::redact("http://h/x"), "http://h/x");
     }
 
     #[test]

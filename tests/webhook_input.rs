@@ -5,8 +5,10 @@
 
 mod http;
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use http::{closed_port, Answer, Server};
@@ -253,4 +255,48 @@ fn check_connects_to_the_url_but_sends_no_request() {
         "{report}"
     );
     assert_eq!(report.lines().last(), Some("not ok"), "{report}");
+}
+
+/// Regression: a rejected URL was echoed whole, password included, when it had no `scheme://`
+/// (`user:pass@host`), a `/` in the password, or a byte that is not UTF-8; and so was a
+/// misspelled flag carrying one.
+#[test]
+fn a_rejected_url_never_echoes_its_credentials() {
+    let dir = TempDir::new("hook-redact").unwrap();
+    let env = [("CONFIG_DIR", path_str(dir.path()))];
+    let env_cases: [&[u8]; 5] = [
+        b"opsadmin:s3cret@127.0.0.1:9090/-/reload",
+        b"http//opsadmin:s3cret@127.0.0.1/-/reload",
+        b"http://opsadmin:s3/cret@127.0.0.1:9090/-/reload",
+        b"http://opsadmin:s3cr?et@127.0.0.1:9090/-/reload",
+        b"http://opsadmin:s3cret\xff@127.0.0.1:9090/-/reload",
+    ];
+    let mut runs: Vec<(String, Command)> = Vec::new();
+    for value in env_cases {
+        let mut cmd = command(bin(), &env, &[]);
+        cmd.env("RELOAD_WEBHOOK_URL", OsString::from_vec(value.to_vec()));
+        runs.push((String::from_utf8_lossy(value).into_owned(), cmd));
+    }
+    let arg_cases: [&[u8]; 3] = [
+        b"--webhook-url=http://opsadmin:s3cret\xff@127.0.0.1:9090/-/reload",
+        b"--webhook-ur=http://opsadmin:s3cret@127.0.0.1:9090/-/reload",
+        b"http://opsadmin:s3cret@127.0.0.1:9090/-/reload",
+    ];
+    for arg in arg_cases {
+        let mut cmd = command(bin(), &env, &[]);
+        cmd.arg(OsString::from_vec(arg.to_vec()));
+        runs.push((String::from_utf8_lossy(arg).into_owned(), cmd));
+    }
+    for (what, mut cmd) in runs {
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        assert_eq!(
+            leaks(&err),
+            None,
+            "{what}: the rejection shows the credentials"
+        );
+        assert!(err.contains("***@127.0.0.1"), "{what}: {err}");
+    }
 }
