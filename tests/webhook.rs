@@ -306,3 +306,51 @@ fn with_a_process_name_too_the_signal_arrives_before_the_request() {
         .collect();
     assert_eq!(order, ["signal", "http", "signal", "http"], "{log}");
 }
+
+#[test]
+fn a_request_without_answer_times_out_and_is_retried() {
+    let dir = TempDir::new("hook-timeout").unwrap();
+    let vol = volume(&dir, "v1");
+    let server = Server::start(&[Answer::Hang], Answer::Status(200));
+    let rel = start(
+        &dir,
+        &server.url("/-/reload"),
+        &[("RELOAD_WEBHOOK_TIMEOUT", "300ms")],
+    );
+
+    let commit = update(&vol, "v2");
+    let reqs = await_requests(&server, 2, &rel);
+    let warn = &rel.wait_lines("warn reload request failed; retrying", 1, T)[0];
+    assert_eq!(
+        field(warn, "error").as_deref(),
+        Some("no answer within 300 ms"),
+        "{warn}"
+    );
+    let done = &rel.wait_lines("info reloaded over HTTP after retries", 1, T)[0];
+    assert_eq!(field(done, "attempts").as_deref(), Some("2"), "{done}");
+    // The 100 ms debounce, 300 ms without an answer, then the first 500 ms pause.
+    let second = ms(reqs[1].t_ns - commit);
+    assert!(
+        (900.0..1300.0).contains(&second),
+        "second request {second:.0} ms after the commit"
+    );
+    wait_until(T, "the abandoned connection to be closed", || {
+        (server.hangs_closed() == 1).then_some(())
+    });
+}
+
+#[test]
+fn a_newer_change_replaces_the_one_waiting_for_its_retry() {
+    let dir = TempDir::new("hook-newer").unwrap();
+    let vol = volume(&dir, "v1");
+    let server = Server::start(&[], Answer::Status(503));
+    let rel = start(&dir, &server.url("/-/reload"), &[]);
+
+    update(&vol, "v2");
+    rel.wait_lines("warn reload request failed; retrying", 2, T);
+    update(&vol, "v3");
+    let warns = rel.wait_lines("warn reload request failed; retrying", 3, T);
+    let attempts: Vec<String> = warns.iter().filter_map(|w| field(w, "attempt")).collect();
+    assert_eq!(attempts[..3], ["1", "2", "1"], "{}", rel.log());
+    assert_eq!(field(&warns[2], "retry_ms").as_deref(), Some("500"));
+}
