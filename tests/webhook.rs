@@ -354,3 +354,24 @@ fn a_newer_change_replaces_the_one_waiting_for_its_retry() {
     assert_eq!(attempts[..3], ["1", "2", "1"], "{}", rel.log());
     assert_eq!(field(&warns[2], "retry_ms").as_deref(), Some("500"));
 }
+
+#[test]
+fn localhost_reaches_an_app_on_127_0_0_1_and_retries_go_to_it_too() {
+    let dir = TempDir::new("hook-localhost").unwrap();
+    let vol = volume(&dir, "v1");
+    let server = Server::start(&[Answer::Status(500)], Answer::Status(200));
+    let url = format!("http://localhost:{}/-/reload", server.port());
+    let rel = start(&dir, &url, &[]);
+
+    update(&vol, "v2");
+    let reqs = await_requests(&server, 2, &rel);
+    let host = format!("localhost:{}", server.port());
+    assert_eq!(reqs[0].header("host"), Some(host.as_str()));
+    let done = &rel.wait_lines("info reloaded over HTTP after retries", 1, T)[0];
+    assert_eq!(
+        field(done, "attempts").as_deref(),
+        Some("2"),
+        "{}",
+        rel.log()
+    );
+}
