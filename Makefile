@@ -29,9 +29,11 @@ SOURCE       := $(shell sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml | he
 # Line 3: the programs tests/targets.rs signals (tini, dumb-init, a python3 sigwait app) and
 # the tools of tests/sending.rs (strace to hold the reloader, util-linux's setpriv/unshare;
 # prlimit for tests/regressions_watch.rs).
+# Line 4: the app tests/webhook_prometheus.rs reloads over HTTP (POST /-/reload).
 APT_PACKAGES := busybox-static nginx-light inotify-tools curl \
                 pgbouncer haproxy postgresql postgresql-client apache2-bin \
-                tini dumb-init python3 strace util-linux
+                tini dumb-init python3 strace util-linux \
+                prometheus
 # Every container and image the e2e tests and the demo create carries this label.
 E2E_LABEL    := io.github.config-reloader-sidecar.e2e
 PRUNE_OLD    := --filter label=org.opencontainers.image.title=config-reloader-sidecar --filter until=30s

@@ -211,7 +211,12 @@ pub fn parse(
             }
             break;
         }
-        let arg = values::text("command line", &arg)?.to_string();
+        let Some(arg) = arg.to_str().map(str::to_string) else {
+            return err(format!(
+                "command line={} is not valid UTF-8; use a UTF-8 value",
+                shown_arg(&arg)
+            ));
+        };
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f, Some(v)),
             _ => (arg.as_str(), None),
@@ -228,7 +233,8 @@ pub fn parse(
                 "unexpected argument"
             };
             return err(format!(
-                "{what} {arg:?}; run with --help to see the accepted flags"
+                "{what} {}; run with --help to see the accepted flags",
+                shown_arg(OsStr::new(&arg))
             ));
         };
         let s = &SETTINGS[i];
@@ -259,6 +265,15 @@ pub fn parse(
     } else {
         Action::Run(config)
     })
+}
+
+/// An argument quoted for a rejection, any URL userinfo in it masked: `--webhook-url=...`,
+/// a misspelling of it, or a stray URL may carry a password.
+fn shown_arg(arg: &OsStr) -> String {
+    match values::quote(arg).split_once('=') {
+        Some((flag, v)) if flag.starts_with("\"--") => format!("{flag}={}", Url::redact(v)),
+        _ => values::quote_redacted(arg),
+    }
 }
 
 fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {

@@ -190,11 +190,25 @@ pub fn positive(source: &str, value: &str, d: Duration) -> Result<Duration, Conf
 
 /// A reload URL: `http://[user:password@]HOST[:PORT][/PATH]`, HOST an IP address or localhost.
 pub fn url(source: &str, value: &OsStr) -> Result<Url, ConfigError> {
-    let v = text(source, value)?;
+    // The userinfo is a secret: never echo it back, not even in a value that is not UTF-8.
+    let Some(v) = value.to_str() else {
+        return err(format!(
+            "{source}={} is not valid UTF-8; use a UTF-8 value",
+            quote_redacted(value)
+        ));
+    };
     Url::parse(v.trim()).map_err(|why| {
-        // The userinfo is a secret: never echo it back.
-        ConfigError(format!("{source}={:?} {why}", Url::redact(v.trim())))
+        ConfigError(format!(
+            "{source}={} {why}",
+            quote_redacted(OsStr::new(v.trim()))
+        ))
     })
+}
+
+/// [`quote`] with a URL's userinfo masked (see [`Url::redact`]).
+pub fn quote_redacted(value: &OsStr) -> String {
+    let q = quote(value);
+    format!("\"{}\"", Url::redact(&q[1..q.len() - 1]))
 }
 
 /// An HTTP method for the reload request.

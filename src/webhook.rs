@@ -98,15 +98,19 @@ impl Url {
         format!("http://{auth}{}{}", self.authority, self.path)
     }
 
-    /// A raw URL string with any userinfo replaced by `***`, for error messages.
+    /// A raw URL string with any userinfo replaced by `***`, for error messages. A rejected
+    /// URL may lack its `scheme://` or hold an unencoded `/`, `?` or `#` in its password, so
+    /// when the authority has no `@`, everything up to the last `@` is hidden: too much rather
+    /// than a password.
     pub fn redact(s: &str) -> String {
-        let Some(scheme_end) = s.find("://") else {
-            return s.to_string();
-        };
-        let after = &s[scheme_end + 3..];
+        let start = s.find("://").map_or(0, |i| i + 3);
+        let after = &s[start..];
         let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-        match after[..authority_end].rfind('@') {
-            Some(at) => format!("{}***{}", &s[..scheme_end + 3], &after[at..]),
+        let at = after[..authority_end]
+            .rfind('@')
+            .or_else(|| after.rfind('@'));
+        match at {
+            Some(at) => format!("{}***{}", &s[..start], &after[at..]),
             None => s.to_string(),
         }
     }
@@ -200,6 +204,9 @@ pub struct Webhook {
     first: Instant,
     /// A change came while a request was on its way: one more request after it.
     again: bool,
+    /// Which of the URL's addresses to connect to: the next one only after a connect failed,
+    /// so that retries after an HTTP error go to the address that answered.
+    addr: usize,
 }
 
 impl Webhook {
@@ -215,6 +222,7 @@ impl Webhook {
             attempts: 0,
             first: now,
             again: false,
+            addr: 0,
         }
     }
 
@@ -266,9 +274,13 @@ impl Webhook {
             Stage::Idle => {}
             Stage::Backoff if now >= self.at => self.attempt(now, log),
             Stage::Backoff => self.stage = Stage::Backoff,
-            _ if now >= self.at + self.timeout => {
+            stage if now >= self.at + self.timeout => {
                 let why = format!("no answer within {} ms", self.timeout.as_millis());
-                self.failed(&why, now, log);
+                if matches!(stage, Stage::Sending { .. }) {
+                    self.unreachable(&why, now, log);
+                } else {
+                    self.failed(&why, now, log);
+                }
             }
             Stage::Sending { sock, written } if ready.write => self.send(sock, written, now, log),
             Stage::Reading { sock, got } if ready.read => self.read(sock, got, now, log),
@@ -279,17 +291,16 @@ impl Webhook {
     fn attempt(&mut self, now: Instant, log: &Logger) {
         self.attempts += 1;
         self.at = now;
-        let addr = self.url.addrs[(self.attempts as usize - 1) % self.url.addrs.len()];
-        match sys::connect_nonblocking(addr) {
+        match sys::connect_nonblocking(self.url.addrs[self.addr]) {
             Ok(sock) => self.stage = Stage::Sending { sock, written: 0 },
-            Err(e) => self.failed(&e.to_string(), now, log),
+            Err(e) => self.unreachable(&e.to_string(), now, log),
         }
     }
 
     fn send(&mut self, mut sock: TcpStream, mut written: usize, now: Instant, log: &Logger) {
         // Writable after a non-blocking connect means it finished; SO_ERROR says how.
         if let Ok(Some(e)) | Err(e) = sock.take_error() {
-            return self.failed(&e.to_string(), now, log);
+            return self.unreachable(&e.to_string(), now, log);
         }
         let request = self.request_bytes();
         while written < request.len() {
@@ -374,6 +385,13 @@ impl Webhook {
         self.next(now, log);
     }
 
+    /// The connect failed: the next attempt tries the URL's next address (`localhost` has
+    /// two; an app may listen on only one of them).
+    fn unreachable(&mut self, why: &str, now: Instant, log: &Logger) {
+        self.addr = (self.addr + 1) % self.url.addrs.len();
+        self.failed(why, now, log);
+    }
+
     fn failed(&mut self, why: &str, now: Instant, log: &Logger) {
         if self.again {
             // A newer change is waiting anyway: its request covers this one.
@@ -450,6 +468,9 @@ mod tests {
         );
         assert_eq!(Url::parse("HTTP://localhost").unwrap().path, "/");
         assert_eq!(Url::redact("http://u:p@h/x@y"), "http://***@h/x@y");
+        assert_eq!(Url::redact("u:p@h:1/x"), "***@h:1/x");
+        assert_eq!(Url::redact("http://u:p/q?r#s@h/x"), "http://***@h/x");
+        assert_eq!(Url::redact("http://h/x"), "http://h/x");
     }
 
     #[test]

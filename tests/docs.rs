@@ -117,6 +117,13 @@ fn find_sidecar(list: &Yaml) -> Option<&Yaml> {
 /// of its whole-volume mounts, and no probe (a failing sidecar probe takes the pod out of its
 /// Service). Returns `PROCESS_NAME`.
 fn check_sidecar(rel: &str, sidecar: &Yaml) -> String {
+    let env = checked_sidecar_env(rel, sidecar);
+    let process = env.iter().find(|(n, _)| n == "PROCESS_NAME");
+    process.expect("PROCESS_NAME").1.clone()
+}
+
+/// [`check_sidecar`]'s checks; returns every (variable, value) the sidecar sets.
+fn checked_sidecar_env(rel: &str, sidecar: &Yaml) -> Vec<(String, String)> {
     let env = sidecar["env"].as_vec().expect("env");
     let value = |name: &str| {
         env.iter()
@@ -145,7 +152,12 @@ fn check_sidecar(rel: &str, sidecar: &Yaml) -> String {
             "{rel}: the sidecar has a {probe}; a sidecar must not take the app out of service"
         );
     }
-    value("PROCESS_NAME").expect("PROCESS_NAME").to_string()
+    env.iter()
+        .map(|e| {
+            let name = e["name"].as_str().expect("env name").to_string();
+            (name, e["value"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
 }
 
 #[test]
@@ -201,6 +213,71 @@ fn pgbouncer_example_runs_both_containers_as_one_non_root_uid() {
     );
     let sidecar = find_sidecar(&spec["containers"]).expect("sidecar container");
     assert_eq!(check_sidecar(rel, sidecar), "pgbouncer");
+}
+
+#[test]
+fn prometheus_example_reloads_over_loopback_http_without_a_shared_pid_namespace() {
+    let rel = "examples/prometheus.yaml";
+    let pod = load(rel);
+    let spec = &pod["spec"];
+    assert!(
+        spec["shareProcessNamespace"].is_badvalue(),
+        "{rel}: a reload over HTTP needs no shared PID namespace"
+    );
+    let sidecar = find_sidecar(&spec["containers"]).expect("sidecar container");
+    let env = checked_sidecar_env(rel, sidecar);
+    let value = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(value("PROCESS_NAME"), None, "{rel}: nothing to signal");
+    let url = value("RELOAD_WEBHOOK_URL").expect("RELOAD_WEBHOOK_URL");
+    let port = url
+        .strip_prefix("http://127.0.0.1:")
+        .or_else(|| url.strip_prefix("http://localhost:"))
+        .unwrap_or_else(|| panic!("{rel}: {url} is not on the pod's loopback"))
+        .split('/')
+        .next()
+        .unwrap();
+    let app = spec["containers"]
+        .as_vec()
+        .expect("containers")
+        .iter()
+        .find(|c| c["name"].as_str() == Some("prometheus"))
+        .expect("a prometheus container");
+    let args: Vec<&str> = app["args"]
+        .as_vec()
+        .expect("args")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(
+        args.contains(&"--web.enable-lifecycle"),
+        "{rel}: /-/reload needs it: {args:?}"
+    );
+    let ports: Vec<String> = app["ports"]
+        .as_vec()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["containerPort"].as_i64())
+        .map(|p| p.to_string())
+        .collect();
+    assert!(
+        ports.iter().any(|p| p == port),
+        "{rel}: {url} is not the app's port {ports:?}"
+    );
+    // The binary accepts the example's settings (exit 2 would be a rejection).
+    let dir = testkit::TempDir::new("docs-prometheus").expect("temp dir");
+    let out = Command::new(testkit::reloader::binary(BIN))
+        .env_clear()
+        .env("CONFIG_DIR", dir.path())
+        .env("RELOAD_WEBHOOK_URL", url)
+        .arg("--check")
+        .output()
+        .expect("run --check");
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// (app, PROCESS_NAME, RELOAD_SIGNAL) of every case in `tests/e2e_servers.rs`, from its

@@ -86,6 +86,7 @@ struct Outcome {
     /// Exit code; `None` if killed by a signal (ours after [`RUN_LIMIT`], or a crash).
     code: Option<i32>,
     signal: Option<i32>,
+    stdout: String,
     stderr: String,
     timed_out: bool,
 }
@@ -94,13 +95,15 @@ struct Outcome {
 fn run(env: &[(&str, OsString)], args: &[OsString]) -> Outcome {
     let err = TempDir::new("props-err").expect("temp dir");
     let err_path = err.join("stderr");
+    let out_path = err.join("stdout");
     let file = std::fs::File::create(&err_path).expect("stderr file");
+    let out_file = std::fs::File::create(&out_path).expect("stdout file");
     let mut child = Command::new(testkit::reloader::binary(BIN))
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out_file)
         .stderr(file)
         .spawn()
         .expect("spawn config-reloader");
@@ -118,6 +121,7 @@ fn run(env: &[(&str, OsString)], args: &[OsString]) -> Outcome {
     Outcome {
         code: status.code(),
         signal: status.signal(),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
         timed_out,
     }
@@ -182,6 +186,70 @@ fn dir_lists(good: &Path) -> impl Strategy<Value = OsString> {
     vec(select(items), 0..4).prop_map(|v| OsString::from(v.join(",")))
 }
 
+/// A port of 127.0.0.1 that nothing listens on (it was free a moment ago): connecting to it is
+/// refused at once, so `--check` never waits.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// The password marker of [`url_like`]: no output may hold it.
+const SECRET: &str = "Zq9xSECRET";
+
+/// Reload URLs as people mistype them: schemes, userinfo holding [`SECRET`] (also with the `/`,
+/// `?`, `#` or `@` a password may hold unencoded), hosts, ports and paths, right and wrong.
+/// Every host that parses is a loopback, so `--check`'s connect never waits.
+fn url_like(port: u16) -> impl Strategy<Value = String> {
+    let schemes = [
+        "http://", "HTTP://", "https://", "http//", "http:/", "", "ftp://",
+    ];
+    let users = [
+        "",
+        "ops:Zq9xSECRET@",
+        "ops:Zq9xSECRET/x@",
+        "ops:Zq9x?SECRET@",
+        "ops:Zq9x#SECRET@",
+        "ops:Zq9x@SECRET@",
+        "Zq9xSECRET@",
+        "ops:Zq9x%2FSECRET@",
+    ];
+    let hosts = [
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        "",
+        "prometheus",
+        "127.0.0.1.5",
+        "[::1",
+    ];
+    let ports = [
+        String::new(),
+        format!(":{port}"),
+        ":0".into(),
+        ":65536".into(),
+        ":x".into(),
+        ":".into(),
+    ];
+    let paths = [
+        "",
+        "/",
+        "/-/reload",
+        "/a b",
+        "/x@y",
+        "?q=1",
+        "#f",
+        "/\u{7f}",
+    ];
+    (
+        select(schemes.to_vec()),
+        select(users.to_vec()),
+        select(hosts.to_vec()),
+        select(ports.to_vec()),
+        select(paths.to_vec()),
+    )
+        .prop_map(|(s, u, h, p, path)| format!("{s}{u}{h}{p}{path}"))
+}
+
 const VARS: &[&str] = &[
     "RELOAD_SIGNAL",
     "RELOAD_DEBOUNCE",
@@ -190,6 +258,9 @@ const VARS: &[&str] = &[
     "RELOAD_FORCE",
     "VERBOSE",
     "LOG_FORMAT",
+    "RELOAD_WEBHOOK_URL",
+    "RELOAD_WEBHOOK_METHOD",
+    "RELOAD_WEBHOOK_TIMEOUT",
 ];
 
 const FLAGS: &[&str] = &[
@@ -202,6 +273,9 @@ const FLAGS: &[&str] = &[
     "--force",
     "--verbose",
     "--log-format",
+    "--webhook-url",
+    "--webhook-method",
+    "--webhook-timeout",
     "--check",
     "--help",
     "--version",
@@ -213,8 +287,13 @@ const FLAGS: &[&str] = &[
 fn any_value_of_any_setting_is_accepted_or_one_line_naming_it() {
     let f = Fixture::new();
     let value = prop_oneof![raw_value(), plausible_value().prop_map(OsString::from)];
+    // The method and timeout are read only with a URL: one nothing listens on.
+    let url = OsString::from(format!("http://127.0.0.1:{}/-/reload", closed_port()));
     f.check_all((select(VARS), value), |(var, value)| {
         let mut env = f.env();
+        if var.starts_with("RELOAD_WEBHOOK_") && var != "RELOAD_WEBHOOK_URL" {
+            env.push(("RELOAD_WEBHOOK_URL", url.clone()));
+        }
         env.push((var, value));
         check(&run(&env, &["--check".into()]), &[var])
     });
@@ -314,6 +393,32 @@ fn every_catchable_signal_is_accepted_by_number_and_by_name() {
             value,
             out.stderr
         );
+        Ok(())
+    });
+}
+
+#[test]
+fn any_webhook_url_is_accepted_or_one_line_and_its_password_never_shows() {
+    let f = Fixture::new();
+    let port = closed_port();
+    let as_flag = any::<bool>();
+    f.check_all((url_like(port), as_flag), |(url, as_flag)| {
+        let mut env = f.env();
+        let mut args: Vec<OsString> = Vec::new();
+        if as_flag {
+            args.push(format!("--webhook-url={url}").into());
+        } else {
+            env.push(("RELOAD_WEBHOOK_URL", url.clone().into()));
+        }
+        args.push("--check".into());
+        let out = run(&env, &args);
+        check(&out, &["RELOAD_WEBHOOK_URL", "--webhook-url"])?;
+        for (what, text) in [("stderr", &out.stderr), ("stdout", &out.stdout)] {
+            prop_assert!(
+                !text.contains(SECRET) && !text.contains("Zq9x"),
+                "{url}: {what} shows the password: {text}"
+            );
+        }
         Ok(())
     });
 }
