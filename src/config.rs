@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::log::LogFormat;
 use crate::signal::Signal;
+use crate::url::Url;
 use crate::values::{self, err, ConfigError};
-use crate::webhook::Url;
 
 /// One setting: its env var (if any), its flag, a metavariable for values, default and help.
 pub struct Setting {

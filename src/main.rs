@@ -31,6 +31,7 @@ mod settle;
 mod signal;
 mod sys;
 mod target;
+mod url;
 mod values;
 mod verdict;
 mod watch;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::signal::Signal;
-use crate::webhook::Url;
+use crate::url::Url;
 
 /// A configuration error: one line for the user, exit code 2.
 #[derive(Debug, PartialEq, Eq)]
