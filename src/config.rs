@@ -286,17 +286,20 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
             )),
             Some(r) => values::dirs(&r.source, &r.value)?,
         };
+    // Checked even without a URL: a typo in a setting that goes unused would hide the mistake.
+    let method = raw
+        .text("--webhook-method")?
+        .map_or(Ok("POST"), |(s, v)| values::method(s, v))?;
+    let timeout = match raw.text("--webhook-timeout")? {
+        None => Duration::from_secs(10),
+        Some((s, v)) => values::positive(s, v, values::duration(s, v)?)?,
+    };
     let webhook = match raw.get("--webhook-url") {
         None => None,
         Some(r) => Some(Webhook {
             url: values::url(&r.source, &r.value)?,
-            method: raw
-                .text("--webhook-method")?
-                .map_or(Ok("POST"), |(s, v)| values::method(s, v))?,
-            timeout: match raw.text("--webhook-timeout")? {
-                None => Duration::from_secs(10),
-                Some((s, v)) => values::positive(s, v, values::duration(s, v)?)?,
-            },
+            method,
+            timeout,
         }),
     };
     let process_name = match raw.get("--process-name") {

@@ -334,7 +334,8 @@ impl Daemon<'_> {
         let stop = sig.0 == libc::SIGTERM || sig.0 == libc::SIGINT;
         // A pending reload is dropped: SIGTERM usually means the whole pod is stopping, and a
         // reload racing the app's own shutdown helps nobody.
-        let pending = if self.settle.pending() {
+        let busy = self.webhook.as_ref().is_some_and(Webhook::busy);
+        let pending = if self.settle.pending() || busy {
             "dropped"
         } else {
             "none"

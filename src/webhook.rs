@@ -95,6 +95,11 @@ impl Webhook {
         }
     }
 
+    /// Whether a request is on its way or waiting for its retry.
+    pub fn busy(&self) -> bool {
+        !matches!(self.stage, Stage::Idle)
+    }
+
     /// The socket to wait on, if a request is on its way.
     pub fn interest(&self) -> Option<Interest<'_>> {
         match &self.stage {

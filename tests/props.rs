@@ -261,6 +261,7 @@ const VARS: &[&str] = &[
     "RELOAD_WEBHOOK_URL",
     "RELOAD_WEBHOOK_METHOD",
     "RELOAD_WEBHOOK_TIMEOUT",
+    "RELOAD_POLL_INTERVAL",
 ];
 
 const FLAGS: &[&str] = &[
@@ -276,6 +277,7 @@ const FLAGS: &[&str] = &[
     "--webhook-url",
     "--webhook-method",
     "--webhook-timeout",
+    "--poll-interval",
     "--check",
     "--help",
     "--version",
@@ -287,7 +289,7 @@ const FLAGS: &[&str] = &[
 fn any_value_of_any_setting_is_accepted_or_one_line_naming_it() {
     let f = Fixture::new();
     let value = prop_oneof![raw_value(), plausible_value().prop_map(OsString::from)];
-    // The method and timeout are read only with a URL: one nothing listens on.
+    // The method and timeout come with a URL (one nothing listens on), as they are used.
     let url = OsString::from(format!("http://127.0.0.1:{}/-/reload", closed_port()));
     f.check_all((select(VARS), value), |(var, value)| {
         let mut env = f.env();
