@@ -347,7 +347,32 @@ impl Watcher {
                 .collect();
             gone.into_iter().for_each(|i| self.unmark(i));
         }
+        if change == Change::DirAdded {
+            self.arm_tree(path);
+        }
         Some(change)
+    }
+
+    /// Watches a directory that just appeared and every real directory below it at once, not
+    /// at the next settle: a burst of writes inside it then keeps the settle open, so the app
+    /// is not reloaded halfway through (the walk lists each after watching it).
+    fn arm_tree(&mut self, top: PathBuf) {
+        let Ok(meta) = top.symlink_metadata() else {
+            return;
+        };
+        let mut stack = vec![(top, std::os::unix::fs::MetadataExt::ino(&meta))];
+        while let Some((dir, ino)) = stack.pop() {
+            self.ensure(&dir, ino);
+            let Ok(listing) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in listing.flatten() {
+                let name = e.file_name();
+                if e.file_type().is_ok_and(|t| t.is_dir()) && !names::skip(&name, true) {
+                    stack.push((dir.join(name), std::os::unix::fs::DirEntryExt::ino(&e)));
+                }
+            }
+        }
     }
 
     /// Re-plans the watches that follow each configured path (see `rearm`). True if a

@@ -312,6 +312,26 @@ fn subdirectory_created_and_filled_in_one_burst_is_watched_all_the_way_down() {
     );
 }
 
+/// Was (in the first std walk): a new subdirectory was watched only at the next settle, so
+/// writes inside it did not keep the settle open and a slow writer filling it got a reload
+/// halfway through. Each gap here is well inside the debounce, so exactly one reload is right.
+#[test]
+fn writes_into_a_new_subdirectory_keep_the_settle_open_until_the_burst_ends() {
+    let name = unique_name("slowfill");
+    let dir = TempDir::new("slowfill").unwrap();
+    write(&dir.join("app.conf"), "x");
+    let app = spawn_app(&name, &dir.join("new/last.conf"));
+    let _rel = start(dir.path(), &name, &[("RELOAD_DEBOUNCE", "500ms")]);
+    fs::create_dir(dir.join("new")).unwrap();
+    // The writer's own pace, each pause a third of the debounce: not a wait for a condition.
+    for i in 0..4 {
+        std::thread::sleep(Duration::from_millis(170));
+        write(&dir.join(format!("new/f{i}.conf")), &i.to_string());
+    }
+    write(&dir.join("new/last.conf"), "done");
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["done"]);
+}
+
 // ---- Symlinked configuration directories ----
 
 #[test]
