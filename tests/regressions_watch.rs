@@ -206,7 +206,7 @@ fn kubelet_update_is_signalled_only_once_the_visible_links_match_data() {
     let got = app.expect_exactly(1, T, QUIET);
     assert_eq!(contents(&got), ["added"], "the app must never see ENOENT");
     assert!(
-        got[0].t_ns >= added.links_done_ns,
+        got[0].t_ns >= added.last_link_ns,
         "signalled before the link"
     );
 
@@ -215,7 +215,7 @@ fn kubelet_update_is_signalled_only_once_the_visible_links_match_data() {
     let got = app.expect_exactly(2, T, QUIET);
     assert_eq!(got[1].content, Err(libc::ENOENT));
     assert!(
-        got[1].t_ns >= removed.links_done_ns,
+        got[1].t_ns >= removed.last_link_ns,
         "signalled before the unlink"
     );
 
@@ -224,7 +224,7 @@ fn kubelet_update_is_signalled_only_once_the_visible_links_match_data() {
     let got = app.expect_exactly(3, T, QUIET);
     assert_eq!(contents(&got)[2], "again");
     assert!(
-        got[2].t_ns >= both.links_done_ns,
+        got[2].t_ns >= both.last_link_ns,
         "signalled before the links"
     );
 }

@@ -54,9 +54,12 @@ pub struct Commit {
     pub new_dir: PathBuf,
     /// The previous data directory (absolute, already removed), `None` on first population.
     pub old_dir: Option<PathBuf>,
-    /// CLOCK_MONOTONIC ns taken once the visible links match the new payload (after steps 7
-    /// and 8, before step 9): from then on the update is complete for the app.
-    pub links_done_ns: u64,
+    /// CLOCK_MONOTONIC ns taken just before the last link or unlink of steps 7 and 8 (after its
+    /// pause), or the commit's if there was none. A reload stamped after it came no earlier
+    /// than that last step; one that came a step early is stamped before it by at least the
+    /// pause. A stamp taken after that syscall would race the reload: the writer may be
+    /// descheduled between its last syscall and its clock read.
+    pub last_link_ns: u64,
     /// Every path the `fsGroup` pass (step 4) chowned, in order; empty without `fsgroup`.
     pub ownership_order: Vec<PathBuf>,
 }
@@ -192,8 +195,11 @@ impl Volume {
         fs::rename(&tmp, root.join(DATA)).map_err(|e| ctx(e, "rename", &tmp))?;
         let commit_ns = crate::monotonic_ns();
         // Step 7.
+        let mut last_link_ns = commit_ns;
         if !opts.legacy_order {
-            self.link_new_names(&names, opts.pause_after_commit)?;
+            if let Some(t) = self.link_new_names(&names, opts.pause_after_commit)? {
+                last_link_ns = t;
+            }
         }
 
         let old_dir = old.map(|o| root.join(o));
@@ -208,11 +214,11 @@ impl Volume {
                     if let Some(pause) = opts.pause_after_commit {
                         std::thread::sleep(pause);
                     }
+                    last_link_ns = crate::monotonic_ns();
                     fs::remove_file(&link).map_err(|e| ctx(e, "unlink", &link))?;
                 }
             }
         }
-        let links_done_ns = crate::monotonic_ns();
         if let Some(old_dir) = &old_dir {
             // Step 9: depth-first, always last.
             fs::remove_dir_all(old_dir).map_err(|e| ctx(e, "remove", old_dir))?;
@@ -221,14 +227,16 @@ impl Volume {
             commit_ns,
             new_dir: new_path,
             old_dir,
-            links_done_ns,
+            last_link_ns,
             ownership_order,
         })
     }
 
     /// Step 7: `symlink("..data/<name>", "<name>")` for each top-level name not in ROOT yet,
     /// each after `pause` if given.
-    fn link_new_names(&self, names: &[String], pause: Option<Duration>) -> io::Result<()> {
+    /// Returns when the last `symlink` began (after its pause), if one was made.
+    fn link_new_names(&self, names: &[String], pause: Option<Duration>) -> io::Result<Option<u64>> {
+        let mut last = None;
         for name in names {
             let link = self.root.join(name);
             match fs::symlink_metadata(&link) {
@@ -239,10 +247,11 @@ impl Volume {
             if let Some(pause) = pause {
                 std::thread::sleep(pause);
             }
+            last = Some(crate::monotonic_ns());
             std::os::unix::fs::symlink(Path::new(DATA).join(name), &link)
                 .map_err(|e| ctx(e, "symlink", &link))?;
         }
-        Ok(())
+        Ok(last)
     }
 }
 
