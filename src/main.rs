@@ -18,14 +18,12 @@
 mod check;
 mod child;
 mod config;
-mod events;
 mod fingerprint;
 mod limits;
 mod log;
 mod mounts;
 mod names;
 mod poll;
-mod rearm;
 mod reload;
 mod settle;
 mod signal;
@@ -45,13 +43,13 @@ use std::time::{Duration, Instant};
 
 use child::Child;
 use config::{Action, Config, Poll, Targets};
-use events::Change;
 use log::Logger;
 use poll::Poller;
 use reload::Reloads;
 use settle::Settle;
 use signal::Signal;
 use sys::{Interest, SigSet};
+use watch::Change;
 use watch::Watcher;
 use webhook::Webhook;
 

@@ -22,10 +22,13 @@ use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-use crate::events::{self, Change};
 use crate::log::Logger;
 use crate::names;
-use crate::rearm;
+
+mod events;
+mod rearm;
+
+pub use events::Change;
 
 /// What we ask the kernel for. `IN_MODIFY` because `truncate(2)` and a writer that never
 /// closes raise nothing else. No `IN_ATTRIB` (chmod, touch, fsGroup passes change nothing the
@@ -373,58 +376,5 @@ impl Watcher {
                 }
             }
         }
-    }
-
-    /// Re-plans the watches that follow each configured path (see `rearm`). True if a
-    /// configured directory that was missing is back.
-    fn replan(&mut self, log: &Logger) -> bool {
-        let mut wanted: HashMap<PathBuf, Vec<OsString>> = HashMap::new();
-        let mut back = false;
-        for (root, missing) in self.roots.iter().zip(self.missing.iter_mut()) {
-            let plan = rearm::plan(root);
-            if !plan.present && !*missing {
-                log.warn(
-                    "watched directory is gone; waiting for it to come back",
-                    &[("dir", root.as_path().into())],
-                );
-            }
-            back |= plan.present && *missing;
-            *missing = !plan.present;
-            for (dir, name) in plan.triggers {
-                wanted.entry(dir).or_default().push(name);
-            }
-        }
-        let ids: Vec<i32> = self.watches.keys().copied().collect();
-        for id in ids {
-            if let Some(w) = self.watches.get_mut(&id) {
-                w.triggers.clear();
-                if w.content.is_none() {
-                    self.remove(id);
-                }
-            }
-        }
-        for (dir, names) in wanted {
-            match self.inotify.watches().add(&dir, MASK) {
-                Ok(wd) => {
-                    let id = wd.get_watch_descriptor_id();
-                    let w = self.watches.entry(id).or_insert_with(|| Watch {
-                        wd,
-                        path: dir.clone(),
-                        ino: 0,
-                        content: None,
-                        triggers: Vec::new(),
-                    });
-                    w.triggers = names;
-                }
-                Err(e) => log.warn(
-                    "cannot watch directory",
-                    &[
-                        ("dir", dir.as_path().into()),
-                        ("error", e.to_string().into()),
-                    ],
-                ),
-            }
-        }
-        back
     }
 }

@@ -3,10 +3,15 @@
 //! directory holding each symlink on a configured path (to see it re-pointed). A watch on the
 //! content itself sits on inodes, which never hear of either.
 //!
-//! Pure planning over the filesystem as it is now; the watcher applies the plan.
+//! Planning is pure, over the filesystem as it is now ([`plan`]); [`Watcher::replan`] applies
+//! the plan to the watches.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
+
+use super::{Watch, Watcher, MASK};
+use crate::log::Logger;
 
 /// What to watch for one configured directory, besides its content.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,6 +71,61 @@ fn holder(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+impl Watcher {
+    /// Re-plans the watches that follow each configured path (see `rearm`). True if a
+    /// configured directory that was missing is back.
+    pub(super) fn replan(&mut self, log: &Logger) -> bool {
+        let mut wanted: HashMap<PathBuf, Vec<OsString>> = HashMap::new();
+        let mut back = false;
+        for (root, missing) in self.roots.iter().zip(self.missing.iter_mut()) {
+            let plan = plan(root);
+            if !plan.present && !*missing {
+                log.warn(
+                    "watched directory is gone; waiting for it to come back",
+                    &[("dir", root.as_path().into())],
+                );
+            }
+            back |= plan.present && *missing;
+            *missing = !plan.present;
+            for (dir, name) in plan.triggers {
+                wanted.entry(dir).or_default().push(name);
+            }
+        }
+        let ids: Vec<i32> = self.watches.keys().copied().collect();
+        for id in ids {
+            if let Some(w) = self.watches.get_mut(&id) {
+                w.triggers.clear();
+                if w.content.is_none() {
+                    self.remove(id);
+                }
+            }
+        }
+        for (dir, names) in wanted {
+            match self.inotify.watches().add(&dir, MASK) {
+                Ok(wd) => {
+                    let id = wd.get_watch_descriptor_id();
+                    let w = self.watches.entry(id).or_insert_with(|| Watch {
+                        wd,
+                        path: dir.clone(),
+                        ino: 0,
+                        content: None,
+                        triggers: Vec::new(),
+                    });
+                    w.triggers = names;
+                }
+                Err(e) => log.warn(
+                    "cannot watch directory",
+                    &[
+                        ("dir", dir.as_path().into()),
+                        ("error", e.to_string().into()),
+                    ],
+                ),
+            }
+        }
+        back
     }
 }
 
