@@ -28,9 +28,11 @@ SOURCE       := $(shell sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml | he
 # Line 2: the servers of tests/e2e_servers.rs (README "Tested with") and psql to query them.
 # Line 3: the programs tests/targets.rs signals (tini, dumb-init, a python3 sigwait app) and
 # the tools of tests/sending.rs (strace to hold the reloader, util-linux's setpriv/unshare).
+# Line 4: the FUSE filesystem tests/polling*.rs and the FUSE e2e mount (bindfs, fusermount).
 APT_PACKAGES := busybox-static nginx-light inotify-tools curl \
                 pgbouncer haproxy postgresql postgresql-client apache2-bin \
-                tini dumb-init python3 strace util-linux
+                tini dumb-init python3 strace util-linux \
+                bindfs fuse3
 # Every container and image the e2e tests and the demo create carries this label.
 E2E_LABEL    := io.github.config-reloader-sidecar.e2e
 PRUNE_OLD    := --filter label=org.opencontainers.image.title=config-reloader-sidecar --filter until=30s
