@@ -135,6 +135,10 @@ fn serve(cfg: &Config) -> ExitCode {
         log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
     }
     mounts::warn_pinned(&cfg.dirs, &log);
+    // The poll's first stamps come before the baseline: a change landing between the two is
+    // then in the baseline or found by the first poll. Taken after, it was in the stamps only,
+    // and on a blind filesystem nothing else would ever report it.
+    let poller = poller(cfg, &log);
     // The baseline is taken before the app starts, so the app never misses a change.
     let reloads = Reloads::start(cfg, &mut watcher, &log);
     let child = match cfg.command.is_empty() {
@@ -150,7 +154,7 @@ fn serve(cfg: &Config) -> ExitCode {
         .map(|w| Webhook::new(w.url.clone(), w.method, w.timeout));
     let mut d = Daemon {
         cfg,
-        poller: poller(cfg, &log),
+        poller,
         settle: Settle::new(cfg.debounce, cfg.max_delay),
         log,
         sigfd,

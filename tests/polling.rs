@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime};
 use poll_common::{
     bin, kv, polling_line, spawn_app, start, View, AUTO, BLIND_REASON, DEBOUNCE, GRACE, QUIET, T,
 };
+use testkit::apps::{debian, ppid};
 use testkit::kubelet::{UpdateOptions, Volume};
 use testkit::recorder::contents;
-use testkit::reloader::{path_str, run_to_exit};
+use testkit::reloader::{command, path_str, run_to_exit, Reloader};
 use testkit::{unique_name, wait_until};
 
 /// A forced interval short enough for tests that prove an absence on the FUSE view.
@@ -192,4 +193,72 @@ fn a_fuse_mount_below_the_watched_dir_is_polled_under_auto() {
 /// The statfs family name of `dir`, for messages.
 fn fs_name(dir: &Path) -> String {
     format!("f_type {:#x}", testkit::fuse::fs_type(dir).unwrap_or(0))
+}
+
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = testkit::kill(self.0, libc::SIGKILL);
+    }
+}
+
+/// Regression: the poll's first stamps were taken after the baseline fingerprint, so a change
+/// landing between the two was in the stamps but not in the baseline: no poll ever saw it
+/// differ, and on a blind filesystem nothing else could. strace holds the baseline's open of
+/// the file for 2 s (the fd is open on the old inode, so the baseline reads v1) while the file
+/// is replaced through A: the reloader must still reload v2.
+#[test]
+fn an_update_while_the_baseline_is_taken_is_polled_not_lost() {
+    let v = View::new("poll-race");
+    fs::write(v.a().join("app.conf"), "v1").unwrap();
+    let name = unique_name("pollrace");
+    let app = spawn_app(&name, &v.b().join("app.conf"));
+    let watched = v.b().join("app.conf");
+    let strace = debian("/usr/bin/strace", "strace");
+    let hold = format!("-P{}", path_str(&watched));
+    let args = [
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=openat",
+        &hold,
+        "-e",
+        "inject=openat:delay_exit=2000000:when=1",
+        path_str(bin()),
+    ];
+    let env = [
+        ("CONFIG_DIR", path_str(v.b())),
+        ("PROCESS_NAME", &name),
+        ("RELOAD_POLL_INTERVAL", "500ms"),
+    ];
+    let rel = Reloader::spawn_command(&mut command(&strace, &env, &args));
+    let tracee = wait_until(T, "the traced reloader's pid", || {
+        fs::read_dir("/proc")
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|&p| ppid(p) == Some(rel.pid()))
+    });
+    let _tracee = KillOnDrop(tracee);
+    wait_until(T, "the baseline to hold app.conf open", || {
+        assert!(
+            rel.is_running(),
+            "strace or the reloader exited: {}",
+            rel.log()
+        );
+        let fds = fs::read_dir(format!("/proc/{tracee}/fd")).ok()?;
+        fds.flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|p| p == watched))
+            .then_some(())
+    });
+    // As `sed -i` or `kubectl cp` of a new file would: a new inode renamed over the old.
+    fs::write(v.a().join("app.conf.new"), "v2").unwrap();
+    fs::rename(v.a().join("app.conf.new"), v.a().join("app.conf")).unwrap();
+    rel.wait_lines("info watching", 1, T);
+
+    app.wait_received(1, FAST + ATTR_CACHE + DEBOUNCE + GRACE);
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v2"]);
 }
