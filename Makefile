@@ -119,7 +119,7 @@ clean:
 # Figures are reported, never asserted. The bench crate is no default member: `cargo test` skips it.
 .PHONY: bench bench-smoke deps-bench
 deps-bench:
-	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="inotify-tools procps util-linux"
+	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="inotify-tools procps util-linux bindfs fuse3"
 
 bench bench-smoke: deps-bench build-test-bins
 	cargo build -p bench
