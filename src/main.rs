@@ -39,6 +39,7 @@ mod webhook;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -174,11 +175,17 @@ fn poller(cfg: &Config, log: &Logger) -> Poller {
         Poll::Auto => (config::AUTO_POLL, poll::needed(&cfg.dirs, &mounts::all())),
         Poll::Every(d) => (d, cfg.dirs.iter().map(|d| (d.clone(), "any")).collect()),
     };
+    log_polling(cfg, log, every, &dirs);
+    Poller::new(every, dirs, Instant::now())
+}
+
+/// One `info polling` line per directory in `dirs`.
+fn log_polling(cfg: &Config, log: &Logger, every: Duration, dirs: &[(PathBuf, &'static str)]) {
     let reason = match cfg.poll {
         Poll::Every(_) => "RELOAD_POLL_INTERVAL asks for it",
         _ => "changes made outside this mount raise no inotify event",
     };
-    for (dir, fs) in &dirs {
+    for (dir, fs) in dirs {
         log.info(
             "polling",
             &[
@@ -189,7 +196,6 @@ fn poller(cfg: &Config, log: &Logger) -> Poller {
             ],
         );
     }
-    Poller::new(every, dirs, Instant::now())
 }
 
 impl Daemon<'_> {
@@ -283,7 +289,11 @@ impl Daemon<'_> {
                     if matches!(change, Change::Rearmed | Change::DirGone)
                         && self.cfg.poll == Poll::Auto
                     {
-                        self.poller = poller(self.cfg, &self.log);
+                        // Only a newly polled directory is logged: a deleted subdirectory
+                        // re-arms too, and must neither repeat the lines nor restart the timer.
+                        let needed = poll::needed(&self.cfg.dirs, &mounts::all());
+                        let added = self.poller.replan(needed, now);
+                        log_polling(self.cfg, &self.log, config::AUTO_POLL, &added);
                     }
                 }
             }

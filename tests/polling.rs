@@ -262,3 +262,28 @@ fn an_update_while_the_baseline_is_taken_is_polled_not_lost() {
     app.wait_received(1, FAST + ATTR_CACHE + DEBOUNCE + GRACE);
     assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v2"]);
 }
+
+/// Regression: every re-detection (each deleted subdirectory raises one) logged the `info
+/// polling` lines again and restarted the 5 s timer. Now only a newly polled directory is
+/// logged, and the schedule is kept.
+#[test]
+fn removing_a_subdirectory_does_not_repeat_the_polling_line() {
+    let v = View::new("poll-relog");
+    fs::write(v.a().join("app.conf"), "v1").unwrap();
+    fs::create_dir(v.a().join("scratch")).unwrap();
+    let name = unique_name("pollrelog");
+    let app = spawn_app(&name, &v.b().join("app.conf"));
+    let rel = start(&[v.b()], &name, &[]);
+    assert_eq!(rel.lines("info polling "), [polling_line(v.b(), "fuse")]);
+
+    // Through B: inotify sees it, the subdirectory's watch is dropped, and the empty
+    // directory's disappearance is a content change, so the app reloads once.
+    fs::remove_dir(v.b().join("scratch")).unwrap();
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v1"]);
+    assert_eq!(
+        rel.lines("info polling "),
+        [polling_line(v.b(), "fuse")],
+        "{}",
+        rel.log()
+    );
+}
