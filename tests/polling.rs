@@ -207,7 +207,8 @@ impl Drop for KillOnDrop {
 /// landing between the two was in the stamps but not in the baseline: no poll ever saw it
 /// differ, and on a blind filesystem nothing else could. strace holds the baseline's open of
 /// the file for 2 s (the fd is open on the old inode, so the baseline reads v1) while the file
-/// is replaced through A: the reloader must still reload v2.
+/// is replaced through A: the reloader must still reload v2. (musl opens with `open`, glibc
+/// with `openat`: both are held.)
 #[test]
 fn an_update_while_the_baseline_is_taken_is_polled_not_lost() {
     let v = View::new("poll-race");
@@ -224,10 +225,10 @@ fn an_update_while_the_baseline_is_taken_is_polled_not_lost() {
         "-o",
         "/dev/null",
         "-e",
-        "trace=openat",
+        "trace=open,openat",
         &hold,
         "-e",
-        "inject=openat:delay_exit=2000000:when=1",
+        "inject=open,openat:delay_exit=2000000:when=1",
         path_str(bin()),
     ];
     let env = [
@@ -236,11 +237,15 @@ fn an_update_while_the_baseline_is_taken_is_polled_not_lost() {
         ("RELOAD_POLL_INTERVAL", "500ms"),
     ];
     let rel = Reloader::spawn_command(&mut command(&strace, &env, &args));
+    // strace forks short-lived children of its own at start (to probe ptrace and seccomp):
+    // the tracee is the child that runs the reloader's binary.
+    let exe = bin().canonicalize().unwrap();
     let tracee = wait_until(T, "the traced reloader's pid", || {
         fs::read_dir("/proc")
             .ok()?
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .find(|&p| ppid(p) == Some(rel.pid()))
+            .filter(|&p| ppid(p) == Some(rel.pid()))
+            .find(|p| fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe))
     });
     let _tracee = KillOnDrop(tracee);
     wait_until(T, "the baseline to hold app.conf open", || {
