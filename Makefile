@@ -29,11 +29,12 @@ SOURCE       := $(shell sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml | he
 # Line 3: the programs tests/targets.rs signals (tini, dumb-init, a python3 sigwait app) and
 # the tools of tests/sending.rs (strace to hold the reloader, util-linux's setpriv/unshare;
 # prlimit for tests/regressions_watch.rs).
-# Line 4: the app tests/webhook_prometheus.rs reloads over HTTP (POST /-/reload).
+# Line 4: the app tests/webhook_prometheus.rs reloads over HTTP (POST /-/reload), and the FUSE
+# filesystem of tests/polling*.rs and the FUSE e2e mount (bindfs, fusermount).
 APT_PACKAGES := busybox-static nginx-light inotify-tools curl \
                 pgbouncer haproxy postgresql postgresql-client apache2-bin \
                 tini dumb-init python3 strace util-linux \
-                prometheus
+                prometheus bindfs fuse3
 # Every container and image the e2e tests and the demo create carries this label.
 E2E_LABEL    := io.github.config-reloader-sidecar.e2e
 PRUNE_OLD    := --filter label=org.opencontainers.image.title=config-reloader-sidecar --filter until=30s
@@ -130,7 +131,7 @@ clean:
 # Figures are reported, never asserted. The bench crate is no default member: `cargo test` skips it.
 .PHONY: bench bench-smoke deps-bench
 deps-bench:
-	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="inotify-tools procps util-linux"
+	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="inotify-tools procps util-linux bindfs fuse3"
 
 bench bench-smoke: deps-bench build-test-bins
 	cargo build -p bench

@@ -38,6 +38,7 @@ mod webhook;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,10 @@ fn serve(cfg: &Config) -> ExitCode {
         log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
     }
     mounts::warn_pinned(&cfg.dirs, &log);
+    // The poll's first stamps come before the baseline: a change landing between the two is
+    // then in the baseline or found by the first poll. Taken after, it was in the stamps only,
+    // and on a blind filesystem nothing else would ever report it.
+    let poller = poller(cfg, &log);
     // The baseline is taken before the app starts, so the app never misses a change.
     let reloads = Reloads::start(cfg, &mut watcher, &log);
     let child = match cfg.command.is_empty() {
@@ -151,7 +156,7 @@ fn serve(cfg: &Config) -> ExitCode {
         .map(|w| Webhook::new(w.url.clone(), w.method, w.timeout));
     let mut d = Daemon {
         cfg,
-        poller: poller(cfg, &log),
+        poller,
         settle: Settle::new(cfg.debounce, cfg.max_delay),
         log,
         sigfd,
@@ -172,11 +177,17 @@ fn poller(cfg: &Config, log: &Logger) -> Poller {
         Poll::Auto => (config::AUTO_POLL, poll::needed(&cfg.dirs, &mounts::all())),
         Poll::Every(d) => (d, cfg.dirs.iter().map(|d| (d.clone(), "any")).collect()),
     };
+    log_polling(cfg, log, every, &dirs);
+    Poller::new(every, dirs, Instant::now())
+}
+
+/// One `info polling` line per directory in `dirs`.
+fn log_polling(cfg: &Config, log: &Logger, every: Duration, dirs: &[(PathBuf, &'static str)]) {
     let reason = match cfg.poll {
         Poll::Every(_) => "RELOAD_POLL_INTERVAL asks for it",
         _ => "changes made outside this mount raise no inotify event",
     };
-    for (dir, fs) in &dirs {
+    for (dir, fs) in dirs {
         log.info(
             "polling",
             &[
@@ -187,7 +198,6 @@ fn poller(cfg: &Config, log: &Logger) -> Poller {
             ],
         );
     }
-    Poller::new(every, dirs, Instant::now())
 }
 
 impl Daemon<'_> {
@@ -281,7 +291,11 @@ impl Daemon<'_> {
                     if matches!(change, Change::Rearmed | Change::DirGone)
                         && self.cfg.poll == Poll::Auto
                     {
-                        self.poller = poller(self.cfg, &self.log);
+                        // Only a newly polled directory is logged: a deleted subdirectory
+                        // re-arms too, and must neither repeat the lines nor restart the timer.
+                        let needed = poll::needed(&self.cfg.dirs, &mounts::all());
+                        let added = self.poller.replan(needed, now);
+                        log_polling(self.cfg, &self.log, config::AUTO_POLL, &added);
                     }
                 }
             }

@@ -103,6 +103,41 @@ impl Poller {
         }
     }
 
+    /// Polls `targets` from now on (`auto` re-detecting after a re-arm) and returns those that
+    /// were not polled before. A directory still polled keeps its stamp, so a change it has not
+    /// been polled for yet is still found, and the schedule is kept: re-arms as frequent as
+    /// the interval must not postpone every poll.
+    pub fn replan(
+        &mut self,
+        targets: Vec<(PathBuf, &'static str)>,
+        now: Instant,
+    ) -> Vec<(PathBuf, &'static str)> {
+        let mut old = std::mem::take(&mut self.targets);
+        let mut added = Vec::new();
+        for (dir, fs) in targets {
+            let target = match old.iter().position(|t| t.dir == dir) {
+                Some(i) => Target {
+                    fs,
+                    ..old.swap_remove(i)
+                },
+                None => {
+                    added.push((dir.clone(), fs));
+                    Target {
+                        stamp: stamp(&dir),
+                        dir,
+                        fs,
+                    }
+                }
+            };
+            self.targets.push(target);
+        }
+        self.next = match self.every {
+            Some(every) if !self.targets.is_empty() => Some(self.next.unwrap_or(now + every)),
+            _ => None,
+        };
+        added
+    }
+
     /// When the next poll is due; `None`: never (zero wake-ups).
     pub fn deadline(&self) -> Option<Instant> {
         self.next
@@ -185,6 +220,29 @@ mod tests {
         let k = stamp(&d);
         fs::write(d.join("sub/a"), "333").unwrap();
         assert_eq!(stamp(&d), k, "a kubelet volume is stamped by ..data alone");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn replanning_keeps_the_schedule_and_the_stamps_and_reports_new_dirs() {
+        let d = std::env::temp_dir().join(format!("poll-replan-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("b")).unwrap();
+        let (a, b) = (d.clone(), d.join("b"));
+        let t0 = Instant::now();
+        let every = Duration::from_secs(5);
+        let mut p = Poller::new(every, vec![(a.clone(), "fuse")], t0);
+        fs::write(a.join("x"), "changed before the re-plan").unwrap();
+        let later = t0 + Duration::from_secs(3);
+        let added = p.replan(vec![(a.clone(), "fuse"), (b.clone(), "nfs")], later);
+        assert_eq!(added, [(b, "nfs")], "only the new directory is reported");
+        assert_eq!(p.deadline(), Some(t0 + every), "the schedule is kept");
+        assert!(
+            p.tick(t0 + every),
+            "the change before the re-plan is still found"
+        );
+        assert!(p.replan(Vec::new(), later).is_empty());
+        assert_eq!(p.deadline(), None, "nothing polled: no timer");
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use docker::pod::{log_lines, Pod};
 use docker::{children_of, http_get, image, uid_of, wait_docker, Container, Image};
+use testkit::fuse::Bindfs;
 use testkit::recorder::{unescape, Received};
 use testkit::wait_until;
 
@@ -194,6 +195,46 @@ fn nginx_reloads_the_new_value_with_the_same_master_and_ignores_a_chmod_only_cha
     );
     assert_eq!(http_get(&ip, 8080).as_deref(), Some("green\n"));
     assert_eq!(log_lines(&sidecar, "info reloaded ").len(), 1);
+}
+
+/// As under gVisor or Kata: the pod sees its ConfigMap through a filesystem whose outside
+/// changes raise no inotify event. Here a bindfs (FUSE) view of the volume on the host is
+/// bind-mounted into both containers and the kubelet writes the volume itself; the sidecar
+/// detects FUSE at start and finds the update by polling every 5 s.
+#[test]
+fn sidecar_seeing_the_volume_through_fuse_polls_and_reloads_the_app_once() {
+    let mut pod = Pod::new(&[("app.conf", b"v1")]);
+    let view = pod.scratch_dir("fuse-view");
+    let fuse = Bindfs::mount(pod.volume.root(), &view);
+    pod.view_through(fuse.view());
+    let app = start_recorder(&pod, "fuseapp", NOBODY, None);
+    let sidecar = start_sidecar(&pod, &app, "sigrecord");
+    assert_eq!(
+        log_lines(&sidecar, "info polling "),
+        ["info polling dir=/config fs=fuse interval=5s reason=\"changes made outside this mount raise no inotify event\""],
+        "the sidecar sees /config as FUSE (dockerd must share this mount namespace)"
+    );
+
+    let log = pod.out("fuseapp.log");
+    for (n, value) in [(1, "v2"), (2, "v3")] {
+        let commit_ns = pod.update(&[("app.conf", value.as_bytes())]);
+        let got = wait_received(&log, n);
+        let last = &got[n - 1];
+        assert_eq!(last.content.as_deref(), Ok(value.as_bytes()));
+        let after = Duration::from_nanos(last.t_ns.saturating_sub(commit_ns));
+        eprintln!(
+            "FUSE update {n}: SIGHUP {} ms after the commit",
+            after.as_millis()
+        );
+        // One 5 s interval, the 100 ms debounce, and slack for a loaded machine.
+        assert!(after <= Duration::from_millis(6100), "{after:?}");
+    }
+    std::thread::sleep(QUIET);
+    assert_eq!(received(&log).len(), 2, "exactly one SIGHUP per update");
+    assert_eq!(log_lines(&sidecar, "info reloaded ").len(), 2);
+    let check = docker::docker(&["exec", &sidecar.name, "/config-reloader", "--check"]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(out.contains("poll /config fs=fuse every 5s: "), "{out}");
 }
 
 #[test]

@@ -12,6 +12,8 @@
 //! temporary directory, which all scratch files live under (`TMPDIR` points there).
 
 mod nshelper;
+mod polling;
+mod pollprobe;
 mod procfs;
 mod report;
 mod run;
@@ -789,6 +791,13 @@ fn bench(plan: &Plan, paths: &Paths, out: &Path) -> Result<(), String> {
          polled every ~20 µs (resolution about 0.1 ms)."
             .into(),
     );
+
+    // 8. Polling (issue 14), in its own module.
+    progress("8. polling: CPU per poll, wake-ups with auto on disk and FUSE, FUSE latency");
+    let (poll_rows, poll_notes, poll_raw) = polling::figure(paths, plan.smoke)?;
+    rows.extend(poll_rows);
+    notes.extend(poll_notes);
+    raw.extend(poll_raw);
 
     let meta = report::Meta {
         date: report::utc(

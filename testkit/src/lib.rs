@@ -2,6 +2,7 @@
 //!
 //! - [`apps`]: other targets: `sigwaiter` (sigwait apps), Python scripts, Debian's tini and
 //!   dumb-init under a name of the test's choosing.
+//! - [`fuse`]: a bindfs (FUSE) view of a directory, whose outside writes inotify cannot see.
 //! - [`kubelet`]: a writer that updates a directory exactly like the kubelet's atomic writer
 //!   (same syscalls, same order), see `docs/kubelet-volumes.md`.
 //! - [`recorder`]: spawns the `sigrecord` binary, the stand-in for the application, and reads
@@ -12,6 +13,7 @@
 //! - [`unique_name`]: a process name no other test run on this host uses.
 
 pub mod apps;
+pub mod fuse;
 pub mod kubelet;
 mod names;
 pub mod recorder;

@@ -15,7 +15,11 @@ pub struct TempDir {
 impl TempDir {
     /// Creates `<tmp>/<prefix>.<pid>.<n>.<nanos>` (mode 0700); retries if the name exists.
     pub fn new(prefix: &str) -> io::Result<TempDir> {
-        let base = std::env::temp_dir();
+        TempDir::new_in(&std::env::temp_dir(), prefix)
+    }
+
+    /// Like [`TempDir::new`], under `base` (e.g. `/dev/shm` for a tmpfs directory).
+    pub fn new_in(base: &Path, prefix: &str) -> io::Result<TempDir> {
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let nanos = std::time::SystemTime::now()

@@ -24,6 +24,8 @@ pub struct Pod {
     tmp: TempDir,
     /// The config volume, written as the kubelet writes it.
     pub volume: Volume,
+    /// What the containers mount at `/config` instead of the volume (e.g. a FUSE view of it).
+    view: Option<PathBuf>,
 }
 
 impl Pod {
@@ -33,12 +35,28 @@ impl Pod {
         let config = dir_with_mode(&tmp, "config", 0o755);
         dir_with_mode(&tmp, "out", 0o777);
         let volume = Volume::create(&config, files).expect("first population");
-        Pod { tmp, volume }
+        Pod {
+            tmp,
+            volume,
+            view: None,
+        }
     }
 
-    /// `-v` argument mounting the volume read-only at `/config`.
+    /// An empty directory `name` (mode 0755) in the pod's scratch dir, e.g. a mount point.
+    pub fn scratch_dir(&self, name: &str) -> PathBuf {
+        dir_with_mode(&self.tmp, name, 0o755)
+    }
+
+    /// From now on the containers see the volume through `dir` (a FUSE view of it, say), as a
+    /// pod under gVisor or Kata does; updates are still written to the volume itself.
+    pub fn view_through(&mut self, dir: &Path) {
+        self.view = Some(dir.to_path_buf());
+    }
+
+    /// `-v` argument mounting the volume (or its view) read-only at `/config`.
     pub fn config_mount(&self) -> String {
-        format!("{}:/config:ro", self.volume.root().display())
+        let source = self.view.as_deref().unwrap_or(self.volume.root());
+        format!("{}:/config:ro", source.display())
     }
 
     /// `-v` argument mounting the output dir read-write at `/out`.
