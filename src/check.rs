@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{Config, Poll, AUTO_POLL};
+use crate::config::Config;
 use crate::log::{self, Logger};
 use crate::{mounts, poll, reload, webhook};
 
@@ -30,33 +30,10 @@ pub fn run(cfg: &Config) -> ExitCode {
             "warning: {point} is a {kind} mount; it will never change\n"
         ));
     }
-    let polled = match cfg.poll {
-        Poll::Off => Vec::new(),
-        Poll::Auto => poll::needed(&cfg.dirs, &mounts)
-            .into_iter()
-            .map(|(d, fs)| {
-                (
-                    d,
-                    fs,
-                    AUTO_POLL,
-                    "changes made outside this mount raise no inotify event",
-                )
-            })
-            .collect(),
-        Poll::Every(every) => {
-            let why = "RELOAD_POLL_INTERVAL asks for it";
-            cfg.dirs
-                .iter()
-                .map(|d| (d.clone(), "any", every, why))
-                .collect()
-        }
-    };
-    for (dir, fs, every, why) in polled {
-        let every = log::seconds(every);
-        out.push_str(&format!(
-            "poll {} fs={fs} every {every}: {why}\n",
-            dir.display()
-        ));
+    let plan = poll::plan(cfg.poll, &cfg.dirs, &mounts);
+    for (dir, fs) in &plan.dirs {
+        let (dir, every, why) = (dir.display(), log::seconds(plan.every), plan.reason);
+        out.push_str(&format!("poll {dir} fs={fs} every {every}: {why}\n"));
     }
     if let Some(w) = &cfg.webhook {
         // A request, even a GET, could reload the app: a TCP connect only.

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::log::LogFormat;
+use crate::poll::Poll;
 use crate::signal::Signal;
 use crate::url::Url;
 use crate::values::{self, err, ConfigError};
@@ -73,20 +74,6 @@ pub enum Targets {
     /// Every matching process.
     All,
 }
-
-/// When to poll as well as watch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Poll {
-    /// Every 5 s, only the directories on filesystems inotify cannot see changed from outside.
-    Auto,
-    /// Every directory at this interval.
-    Every(Duration),
-    /// Never.
-    Off,
-}
-
-/// The interval `auto` polls at.
-pub const AUTO_POLL: Duration = Duration::from_secs(5);
 
 /// A reload request.
 #[derive(Clone, Debug)]

@@ -43,13 +43,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use child::Child;
-use config::{Action, Config, Poll, Targets};
+use config::{Action, Config, Targets};
 use log::Logger;
-use poll::Poller;
+use poll::{Poll, Poller};
 use reload::Reloads;
 use settle::Settle;
 use signal::Signal;
-use sys::{Interest, SigSet};
+use sys::Interest;
 use watch::Change;
 use watch::Watcher;
 use webhook::Webhook;
@@ -78,23 +78,6 @@ fn fatal(code: u8, line: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Every signal but the ones a fault raises synchronously (and SIGKILL/SIGSTOP, which cannot
-/// be blocked): blocked, they wait in the signalfd instead of running a default action, so a
-/// stray SIGHUP or SIGPIPE in a shared PID namespace cannot end us (as catatonit does).
-fn blocked_set() -> SigSet {
-    let faults = [
-        libc::SIGSEGV,
-        libc::SIGBUS,
-        libc::SIGFPE,
-        libc::SIGILL,
-        libc::SIGTRAP,
-        libc::SIGSYS,
-        libc::SIGABRT,
-    ];
-    let all: Vec<i32> = (1..=64).filter(|s| !faults.contains(s)).collect();
-    SigSet::of(&all)
-}
-
 /// Everything the loop waits on.
 struct Daemon<'a> {
     cfg: &'a Config,
@@ -115,7 +98,8 @@ struct Daemon<'a> {
 fn serve(cfg: &Config) -> ExitCode {
     let log = Logger::new(cfg.log_format, cfg.verbose);
     // Blocked before anything else, so a SIGTERM during start-up waits in the signalfd.
-    let sigfd = match sys::block_signals(blocked_set()).and_then(|()| sys::signalfd(blocked_set()))
+    let sigfd = match sys::block_signals(signal::blocked())
+        .and_then(|()| sys::signalfd(signal::blocked()))
     {
         Ok(fd) => File::from(fd),
         Err(e) => {
@@ -172,29 +156,21 @@ fn serve(cfg: &Config) -> ExitCode {
 
 /// The poll timer `cfg.poll` asks for; one `info polling` line per polled directory.
 fn poller(cfg: &Config, log: &Logger) -> Poller {
-    let (every, dirs) = match cfg.poll {
-        Poll::Off => return Poller::default(),
-        Poll::Auto => (config::AUTO_POLL, poll::needed(&cfg.dirs, &mounts::all())),
-        Poll::Every(d) => (d, cfg.dirs.iter().map(|d| (d.clone(), "any")).collect()),
-    };
-    log_polling(cfg, log, every, &dirs);
-    Poller::new(every, dirs, Instant::now())
+    let plan = poll::plan(cfg.poll, &cfg.dirs, &mounts::all());
+    log_polling(&plan, &plan.dirs, log);
+    Poller::new(plan.every, plan.dirs, Instant::now())
 }
 
-/// One `info polling` line per directory in `dirs`.
-fn log_polling(cfg: &Config, log: &Logger, every: Duration, dirs: &[(PathBuf, &'static str)]) {
-    let reason = match cfg.poll {
-        Poll::Every(_) => "RELOAD_POLL_INTERVAL asks for it",
-        _ => "changes made outside this mount raise no inotify event",
-    };
+/// One `info polling` line per directory of `dirs` (all or part of `plan`'s).
+fn log_polling(plan: &poll::Plan, dirs: &[(PathBuf, &'static str)], log: &Logger) {
     for (dir, fs) in dirs {
         log.info(
             "polling",
             &[
                 ("dir", dir.as_path().into()),
                 ("fs", (*fs).into()),
-                ("interval", log::seconds(every).into()),
-                ("reason", reason.into()),
+                ("interval", log::seconds(plan.every).into()),
+                ("reason", plan.reason.into()),
             ],
         );
     }
@@ -293,9 +269,9 @@ impl Daemon<'_> {
                     {
                         // Only a newly polled directory is logged: a deleted subdirectory
                         // re-arms too, and must neither repeat the lines nor restart the timer.
-                        let needed = poll::needed(&self.cfg.dirs, &mounts::all());
-                        let added = self.poller.replan(needed, now);
-                        log_polling(self.cfg, &self.log, config::AUTO_POLL, &added);
+                        let plan = poll::plan(Poll::Auto, &self.cfg.dirs, &mounts::all());
+                        let added = self.poller.replan(plan.dirs.clone(), now);
+                        log_polling(&plan, &added, &self.log);
                     }
                 }
             }
@@ -414,35 +390,5 @@ impl Daemon<'_> {
                 .debug("ignoring signal", &[("signal", sig.name().into())]);
         }
         None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn faults_stay_unblocked_and_everything_else_is_blocked() {
-        let set = blocked_set();
-        for s in [
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGFPE,
-            libc::SIGILL,
-            libc::SIGABRT,
-        ] {
-            assert_eq!(set.0 & 1 << (s - 1), 0, "{s}");
-        }
-        for s in [
-            libc::SIGHUP,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-            libc::SIGPIPE,
-            libc::SIGTERM,
-            libc::SIGCHLD,
-            64,
-        ] {
-            assert_ne!(set.0 & 1 << (s - 1), 0, "{s}");
-        }
     }
 }

@@ -35,6 +35,53 @@ const BLIND: [(i64, &str); 13] = [
     (0x2003_0528, "orangefs"),
 ];
 
+/// When to poll as well as watch (`RELOAD_POLL_INTERVAL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Every [`AUTO`], only the directories on filesystems inotify cannot see changed from
+    /// outside.
+    Auto,
+    /// Every directory at this interval.
+    Every(Duration),
+    /// Never.
+    Off,
+}
+
+/// The interval `auto` polls at.
+pub const AUTO: Duration = Duration::from_secs(5);
+
+/// What to poll, how often and why; `dirs` is empty when nothing is polled.
+#[derive(Debug)]
+pub struct Plan {
+    /// The interval.
+    pub every: Duration,
+    /// Each directory and its filesystem family (`any` when every directory is polled).
+    pub dirs: Vec<(PathBuf, &'static str)>,
+    /// Why, for the log and `--check`.
+    pub reason: &'static str,
+}
+
+/// The plan for `mode` over the configured `dirs`, given the mounts of our namespace.
+pub fn plan(mode: Poll, dirs: &[PathBuf], mounts: &[Mount]) -> Plan {
+    match mode {
+        Poll::Off => Plan {
+            every: AUTO,
+            dirs: Vec::new(),
+            reason: "",
+        },
+        Poll::Auto => Plan {
+            every: AUTO,
+            dirs: needed(dirs, mounts),
+            reason: "changes made outside this mount raise no inotify event",
+        },
+        Poll::Every(every) => Plan {
+            every,
+            dirs: dirs.iter().map(|d| (d.clone(), "any")).collect(),
+            reason: "RELOAD_POLL_INTERVAL asks for it",
+        },
+    }
+}
+
 /// The blind filesystem family of `f_type`, if it is one.
 pub fn blind(f_type: i64) -> Option<&'static str> {
     BLIND.iter().find(|(m, _)| *m == f_type).map(|(_, n)| *n)

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use crate::sys::{self, Pid};
+use crate::sys::{self, Pid, SigSet};
 
 /// A signal number, 1-64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +87,23 @@ impl Signal {
     }
 }
 
+/// Every signal but the ones a fault raises synchronously (and SIGKILL/SIGSTOP, which cannot
+/// be blocked): blocked, they wait in the signalfd instead of running a default action, so a
+/// stray SIGHUP or SIGPIPE in a shared PID namespace cannot end us (as catatonit does).
+pub fn blocked() -> SigSet {
+    let faults = [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+        libc::SIGABRT,
+    ];
+    let all: Vec<i32> = (1..=64).filter(|s| !faults.contains(s)).collect();
+    SigSet::of(&all)
+}
+
 /// A process pinned for the send: through a pidfd whenever the kernel and seccomp allow one,
 /// so a pid reused since the scan is never hit; else only by pid.
 #[derive(Debug)]
@@ -134,6 +151,31 @@ mod tests {
         assert_eq!(Signal::parse("rtmax-2"), Some(Signal(62)));
         for bad in ["SIGRTMIN+31", "SIGFOO", "", "-1", "0", "65"] {
             assert_eq!(Signal::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn faults_stay_unblocked_and_everything_else_is_blocked() {
+        let set = blocked();
+        for s in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGABRT,
+        ] {
+            assert_eq!(set.0 & 1 << (s - 1), 0, "{s}");
+        }
+        for s in [
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGPIPE,
+            libc::SIGTERM,
+            libc::SIGCHLD,
+            64,
+        ] {
+            assert_ne!(set.0 & 1 << (s - 1), 0, "{s}");
         }
     }
 }
