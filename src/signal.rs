@@ -1,5 +1,6 @@
-//! Signals: their names and numbers, and the send itself, through a pidfd where there is one.
-//! Whether a process can take a signal is `verdict`'s question; whom to send to, `target`'s.
+//! Signals: their names and numbers, the set we block for the signalfd, and the send itself
+//! (through a pidfd where there is one). Whether a process can take a signal is `verdict`'s
+//! question; whom to send to, `target`'s.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
