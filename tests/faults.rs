@@ -129,7 +129,15 @@ fn in_user_namespace(setup: &str, env: &[(&str, &str)]) -> Command {
     command(
         Path::new("unshare"),
         env,
-        &["--user", "--map-root-user", "--", "sh", "-c", &script, BIN],
+        &[
+            "--user",
+            "--map-root-user",
+            "--",
+            "sh",
+            "-c",
+            &script,
+            path_str(bin()),
+        ],
     )
 }
 

@@ -680,7 +680,14 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
     assert_ne!(app.reported_pids()[0], 1);
 
     let mut cmd = Command::new("nsenter");
-    cmd.args(["-t", &pause.pid().to_string(), "-p", "-m", "--", BIN]);
+    cmd.args([
+        "-t",
+        &pause.pid().to_string(),
+        "-p",
+        "-m",
+        "--",
+        path_str(bin()),
+    ]);
     cmd.env_clear()
         .env("CONFIG_DIR", dir.path())
         .env("PROCESS_NAME", &podapp);
@@ -703,7 +710,14 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
 
     // With PROCESS_NAME=pause, PID 1 matches by name and is signalled (docker --pid=container:app).
     let mut cmd = Command::new("nsenter");
-    cmd.args(["-t", &pause.pid().to_string(), "-p", "-m", "--", BIN]);
+    cmd.args([
+        "-t",
+        &pause.pid().to_string(),
+        "-p",
+        "-m",
+        "--",
+        path_str(bin()),
+    ]);
     cmd.env_clear()
         .env("CONFIG_DIR", dir.path())
         .env("PROCESS_NAME", &pause_name);
@@ -729,11 +743,12 @@ fn subpath_and_single_file_mounts_are_warned_about_at_start() {
     fs::write(conf.join("app.conf"), "").unwrap();
     fs::write(conf.join("other.conf"), "").unwrap();
     let script = format!(
-        "mount --bind {} {}/app.conf && mount --bind {}/other.conf {}/other.conf && exec {BIN}",
+        "mount --bind {} {}/app.conf && mount --bind {}/other.conf {}/other.conf && exec {}",
         resolved.display(),
         conf.path().display(),
         plain.path().display(),
-        conf.path().display()
+        conf.path().display(),
+        bin().display()
     );
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
@@ -763,7 +778,13 @@ fn alone_in_its_pid_namespace_it_warns_that_nobody_can_be_signalled() {
     // A pod without shareProcessNamespace: the sidecar is PID 1 and the only process in /proc.
     let dir = TempDir::new("alone").unwrap();
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", BIN]);
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        path_str(bin()),
+    ]);
     cmd.env_clear()
         .env("CONFIG_DIR", dir.path())
         .env("PROCESS_NAME", &name);
