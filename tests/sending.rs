@@ -172,11 +172,15 @@ fn a_target_reaped_after_pidfd_open_is_logged_as_esrch_not_other() {
         path_str(bin()),
     ];
     let rel = Reloader::start_command(command(&strace, &env(dir.path(), &name), &args));
+    // strace 6.1 forks short-lived children of its own at start (to probe ptrace and seccomp):
+    // the tracee is the child that runs the reloader's binary, not any child of strace.
+    let exe = bin().canonicalize().unwrap();
     let tracee = wait_until(T, "the traced reloader's pid", || {
         fs::read_dir("/proc")
             .ok()?
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .find(|&p| ppid(p) == Some(rel.pid()))
+            .filter(|&p| ppid(p) == Some(rel.pid()))
+            .find(|p| fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe))
     });
     // strace 6.1 has no --kill-on-exit: the tracee outlives a SIGKILLed strace otherwise.
     let _tracee = KillOnDrop(tracee);
