@@ -3,12 +3,13 @@
 //! compose examples it shows must be the files in `examples/`, valid YAML, with the settings a
 //! working deployment needs.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
+use support::bin;
 use yaml_rust2::{Yaml, YamlLoader};
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
 
 fn read(rel: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -16,7 +17,7 @@ fn read(rel: &str) -> String {
 }
 
 fn help() -> String {
-    let out = Command::new(testkit::reloader::binary(BIN))
+    let out = Command::new(bin())
         .arg("--help")
         .output()
         .expect("run --help");
@@ -265,7 +266,7 @@ fn prometheus_example_reloads_over_loopback_http_without_a_shared_pid_namespace(
     );
     // The binary accepts the example's settings (exit 2 would be a rejection).
     let dir = testkit::TempDir::new("docs-prometheus").expect("temp dir");
-    let out = Command::new(testkit::reloader::binary(BIN))
+    let out = Command::new(bin())
         .env_clear()
         .env("CONFIG_DIR", dir.path())
         .env("RELOAD_WEBHOOK_URL", url)

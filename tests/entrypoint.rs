@@ -6,21 +6,19 @@
 //! The PID 1 duties (reaping orphans) are in `tests/entrypoint_pid1.rs`.
 
 mod entry;
+mod support;
 
 use std::fs;
 use std::process::Command;
 use std::time::Instant;
 
-use entry::{await_ready, child_pid, exit_code, fds, sigrecord, start, status, QUIET, T};
+use entry::{await_ready, child_pid, exit_code, fds, sigrecord, start, status};
+use support::{kv, QUIET, T};
 use testkit::apps::debian;
 use testkit::kubelet::Volume;
 use testkit::recorder::{contents, received_in};
 use testkit::reloader::{field, path_str, refused_after, run_to_exit};
 use testkit::{kill, unique_name, wait_until, TempDir};
-
-fn kv<'a>(files: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
-    files.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
-}
 
 /// A config dir with `app.conf` = `v1`, written as the kubelet writes a ConfigMap volume.
 fn volume(tmp: &TempDir) -> Volume {
@@ -353,7 +351,7 @@ fn bad_commands_exit_like_a_shell_with_one_line() {
         (&["--", path_str(&plain)], 126, "cannot be executed"),
     ];
     for (args, code, says) in cases {
-        let (status, stdout, stderr) = run_to_exit(entry::bin(), &[("CONFIG_DIR", dir)], args);
+        let (status, stdout, stderr) = run_to_exit(support::bin(), &[("CONFIG_DIR", dir)], args);
         assert_eq!(testkit::reloader::code(status), code, "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: one line:\n{stderr}");
         assert!(stderr.starts_with("config-reloader: "), "{stderr}");

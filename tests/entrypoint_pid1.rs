@@ -9,10 +9,12 @@
 //! signalfd: a reloader that reaps one child per SIGCHLD would keep the others as zombies.
 
 mod entry;
+mod support;
 
 use std::process::Command;
 
-use entry::{children, reloader_pid, sigrecord, start_as_pid_1, Proc, T};
+use entry::{children, reloader_pid, sigrecord, start_as_pid_1, Proc};
+use support::T;
 use testkit::reloader::{command, path_str, Reloader};
 use testkit::{kill, unique_name, wait_until, TempDir};
 
@@ -95,7 +97,7 @@ fn as_pid_1_without_an_app_orphans_that_come_to_it_are_reaped() {
     let tmp = TempDir::new("pid1-sidecar").unwrap();
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(entry::bin())
+        .arg(support::bin())
         .env_clear()
         .env("CONFIG_DIR", tmp.path())
         .env("PROCESS_NAME", unique_name("nobody"));

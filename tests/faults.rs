@@ -11,6 +11,8 @@
 //! global knob that has no per-namespace twin, `fs.inotify.max_queued_events`, is lowered only
 //! for the instant the reloader creates its inotify instance, under [`LIMITS`].
 
+mod support;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -23,16 +25,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use support::{bin, env, kv, spawn_app, write, QUIET, T};
 use testkit::kubelet::Volume;
 use testkit::recorder::{contents, Options, Recorder};
 use testkit::reloader::{code, command, path_str, Reloader};
 use testkit::{unique_name, wait_until, TempDir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
-/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
-const T: Duration = Duration::from_secs(10);
-/// How long we watch for a signal that must NOT come: well past the 100 ms default debounce.
-const QUIET: Duration = Duration::from_millis(600);
 /// The sidecar's UID in the tests that need a non-root sidecar; no other process uses it, so
 /// its per-UID inotify counts start at zero.
 const SIDECAR_UID: u32 = 4242;
@@ -44,20 +42,6 @@ const MAX_QUEUED: &str = "/proc/sys/fs/inotify/max_queued_events";
 /// Held for writing while a global inotify sysctl is lowered, and for reading by every other
 /// test while its reloader starts, so no other reloader of this binary is created in the window.
 static LIMITS: RwLock<()> = RwLock::new(());
-
-/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
-fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
-
-fn kv(files: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static [u8])> {
-    files.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
-}
-
-fn write(path: &Path, content: &str) {
-    fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
 
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
@@ -71,16 +55,7 @@ fn shared_dir(prefix: &str) -> TempDir {
     d
 }
 
-/// An app named `name` that catches SIGHUP and re-reads `read`.
-fn spawn_app(name: &str, read: &Path) -> Recorder {
-    Recorder::spawn(Options {
-        name: Some(name.into()),
-        read: Some(read.into()),
-        ..Options::default()
-    })
-}
-
-/// The same app, run as `uid` by `setpriv` (no supplementary groups).
+/// [`spawn_app`]'s app, run as `uid` by `setpriv` (no supplementary groups).
 fn spawn_app_as(uid: u32, name: &str, read: &Path) -> Recorder {
     let id = |flag: &str| format!("--{flag}={uid}").into();
     Recorder::spawn(Options {
@@ -97,12 +72,6 @@ fn spawn_app_as(uid: u32, name: &str, read: &Path) -> Recorder {
     })
 }
 
-fn env<'a>(dir: &'a Path, name: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut env = vec![("CONFIG_DIR", path_str(dir)), ("PROCESS_NAME", name)];
-    env.extend_from_slice(extra);
-    env
-}
-
 /// Starts a prepared reloader command and waits until it is ready, outside any window in which
 /// a global inotify limit is lowered.
 fn start_command(cmd: Command) -> Reloader {
@@ -110,6 +79,7 @@ fn start_command(cmd: Command) -> Reloader {
     Reloader::start_command(cmd)
 }
 
+/// [`support::start`], through [`start_command`].
 fn start(dir: &Path, name: &str, extra: &[(&str, &str)]) -> Reloader {
     start_command(command(bin(), &env(dir, name, extra), &[]))
 }
@@ -307,7 +277,7 @@ fn subdirectory_created_and_filled_in_one_burst_is_watched_all_the_way_down() {
     // add the watch, then scan what is already inside.
     fs::create_dir_all(dir.join("new/deep")).unwrap();
     for i in 0..100 {
-        write(&dir.join(format!("new/deep/f{i:03}.conf")), &i.to_string());
+        write(&dir.join(format!("new/deep/f{i:03}.conf")), i.to_string());
     }
     write(&dir.join("new/deep/last.conf"), "burst");
     assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["burst"]);
@@ -334,7 +304,7 @@ fn writes_into_a_new_subdirectory_keep_the_settle_open_until_the_burst_ends() {
     // The writer's own pace, each pause a third of the debounce: not a wait for a condition.
     for i in 0..4 {
         std::thread::sleep(Duration::from_millis(170));
-        write(&dir.join(format!("new/f{i}.conf")), &i.to_string());
+        write(&dir.join(format!("new/f{i}.conf")), i.to_string());
     }
     write(&dir.join("new/last.conf"), "done");
     assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["done"]);
@@ -422,7 +392,7 @@ fn queue_overflow_rescans_and_reloads_once_with_the_final_content() {
         (state(rel.pid()) == Some('T')).then_some(())
     });
     for i in 0..200 {
-        write(&dir.join(format!("f{i:03}.conf")), &i.to_string());
+        write(&dir.join(format!("f{i:03}.conf")), i.to_string());
     }
     write(&dir.join("app.conf"), "final");
     rel.signal(libc::SIGCONT);

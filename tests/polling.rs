@@ -7,19 +7,18 @@
 //! each test fails with one line naming what is missing.
 
 mod poll_common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use poll_common::{
-    bin, kv, polling_line, spawn_app, start, View, AUTO, BLIND_REASON, DEBOUNCE, GRACE, QUIET, T,
-};
-use testkit::apps::{debian, ppid};
+use poll_common::{polling_line, View, AUTO, BLIND_REASON, DEBOUNCE, GRACE};
+use support::{bin, kv, spawn_app, start, start_dirs, tracee, under_strace, QUIET, T};
 use testkit::kubelet::{UpdateOptions, Volume};
 use testkit::recorder::contents;
-use testkit::reloader::{command, path_str, run_to_exit, Reloader};
+use testkit::reloader::{path_str, run_to_exit, Reloader};
 use testkit::{unique_name, wait_until};
 
 /// A forced interval short enough for tests that prove an absence on the FUSE view.
@@ -40,8 +39,8 @@ fn auto_polls_a_fuse_view_and_reloads_once_where_polling_off_stays_blind() {
     let (polled_name, blind_name) = (unique_name("fuseauto"), unique_name("fuseoff"));
     let polled = spawn_app(&polled_name, &v.b().join("app.conf"));
     let blind = spawn_app(&blind_name, &v.b().join("app.conf"));
-    let auto = start(&[v.b()], &polled_name, &[]);
-    let off = start(&[v.b()], &blind_name, &[("RELOAD_POLL_INTERVAL", "0")]);
+    let auto = start(v.b(), &polled_name, &[]);
+    let off = start(v.b(), &blind_name, &[("RELOAD_POLL_INTERVAL", "0")]);
 
     assert_eq!(
         auto.lines("info polling "),
@@ -101,7 +100,7 @@ fn chmod_touch_and_same_content_rewrites_through_the_underlying_dir_send_nothing
     let name = unique_name("fusenoop");
     let app = spawn_app(&name, &v.b().join("plain/p.conf"));
     let (vol_b, plain_b) = (v.b().join("vol"), v.b().join("plain"));
-    let rel = start(
+    let rel = start_dirs(
         &[&vol_b, &plain_b],
         &name,
         &[("RELOAD_POLL_INTERVAL", "500ms"), ("VERBOSE", "1")],
@@ -161,7 +160,7 @@ fn a_fuse_mount_below_the_watched_dir_is_polled_under_auto() {
     let fuse = testkit::fuse::Bindfs::mount(&source, &config.join("sub"));
     let name = unique_name("fusebelow");
     let app = spawn_app(&name, &config.join("sub/app.conf"));
-    let rel = start(&[&config], &name, &[]);
+    let rel = start(&config, &name, &[]);
 
     let sub = config.join("sub");
     assert_eq!(
@@ -195,14 +194,6 @@ fn fs_name(dir: &Path) -> String {
     format!("f_type {:#x}", testkit::fuse::fs_type(dir).unwrap_or(0))
 }
 
-struct KillOnDrop(i32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = testkit::kill(self.0, libc::SIGKILL);
-    }
-}
-
 /// Regression: the poll's first stamps were taken after the baseline fingerprint, so a change
 /// landing between the two was in the stamps but not in the baseline: no poll ever saw it
 /// differ, and on a blind filesystem nothing else could. strace holds the baseline's open of
@@ -216,45 +207,28 @@ fn an_update_while_the_baseline_is_taken_is_polled_not_lost() {
     let name = unique_name("pollrace");
     let app = spawn_app(&name, &v.b().join("app.conf"));
     let watched = v.b().join("app.conf");
-    let strace = debian("/usr/bin/strace", "strace");
     let hold = format!("-P{}", path_str(&watched));
-    let args = [
-        "-f",
-        "-qq",
-        "--seccomp-bpf",
-        "-o",
-        "/dev/null",
+    let filters = [
         "-e",
         "trace=open,openat",
         &hold,
         "-e",
         "inject=open,openat:delay_exit=2000000:when=1",
-        path_str(bin()),
     ];
     let env = [
         ("CONFIG_DIR", path_str(v.b())),
         ("PROCESS_NAME", &name),
         ("RELOAD_POLL_INTERVAL", "500ms"),
     ];
-    let rel = Reloader::spawn_command(&mut command(&strace, &env, &args));
-    // strace forks short-lived children of its own at start (to probe ptrace and seccomp):
-    // the tracee is the child that runs the reloader's binary.
-    let exe = bin().canonicalize().unwrap();
-    let tracee = wait_until(T, "the traced reloader's pid", || {
-        fs::read_dir("/proc")
-            .ok()?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&p| ppid(p) == Some(rel.pid()))
-            .find(|p| fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe))
-    });
-    let _tracee = KillOnDrop(tracee);
+    let rel = Reloader::spawn_command(&mut under_strace(&filters, &env));
+    let tracee = tracee(&rel);
     wait_until(T, "the baseline to hold app.conf open", || {
         assert!(
             rel.is_running(),
             "strace or the reloader exited: {}",
             rel.log()
         );
-        let fds = fs::read_dir(format!("/proc/{tracee}/fd")).ok()?;
+        let fds = fs::read_dir(format!("/proc/{}/fd", tracee.0)).ok()?;
         fds.flatten()
             .any(|fd| fs::read_link(fd.path()).is_ok_and(|p| p == watched))
             .then_some(())
@@ -278,7 +252,7 @@ fn removing_a_subdirectory_does_not_repeat_the_polling_line() {
     fs::create_dir(v.a().join("scratch")).unwrap();
     let name = unique_name("pollrelog");
     let app = spawn_app(&name, &v.b().join("app.conf"));
-    let rel = start(&[v.b()], &name, &[]);
+    let rel = start(v.b(), &name, &[]);
     assert_eq!(rel.lines("info polling "), [polling_line(v.b(), "fuse")]);
 
     // Through B: inotify sees it, the subdirectory's watch is dropped, and the empty

@@ -7,14 +7,14 @@
 //! timer makes none.
 
 mod poll_common;
+mod support;
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use poll_common::{
-    await_idle, bin, kv, polling_line, spawn_app, start, switches, View, AUTO, DEBOUNCE, QUIET, T,
-};
+use poll_common::{await_idle, polling_line, switches, View, AUTO, DEBOUNCE};
+use support::{bin, kv, spawn_app, start, start_dirs, QUIET, T};
 use testkit::fuse::{fs_type, FUSE_MAGIC};
 use testkit::kubelet::Volume;
 use testkit::recorder::contents;
@@ -45,9 +45,9 @@ fn auto_never_wakes_up_on_tmpfs_or_disk_and_wakes_every_5s_on_fuse() {
     }
     // Nothing is signalled in this test: the name only has to be unique.
     let name = unique_name("idle");
-    let tmpfs = start(&[shm.path()], &name, &[]);
-    let ext4 = start(&[disk.path()], &name, &[]);
-    let fuse = start(&[v.b()], &name, &[]);
+    let tmpfs = start(shm.path(), &name, &[]);
+    let ext4 = start(disk.path(), &name, &[]);
+    let fuse = start(v.b(), &name, &[]);
     for r in [&tmpfs, &ext4, &fuse] {
         await_idle(r.pid());
     }
@@ -96,7 +96,7 @@ fn a_forced_interval_on_a_local_fs_still_reloads_exactly_once_per_update() {
     let name = unique_name("forced");
     let app = spawn_app(&name, &vol_dir.join("app.conf"));
     let interval = Duration::from_millis(300);
-    let rel = start(
+    let rel = start_dirs(
         &[&vol_dir, &plain],
         &name,
         &[("RELOAD_POLL_INTERVAL", "300ms"), ("VERBOSE", "1")],

@@ -8,6 +8,8 @@
 //! that swallowed `--check` as a value) is killed and only checked for not having crashed.
 //! Case counts are modest: every case is a process.
 
+mod support;
+
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
@@ -19,10 +21,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{TestCaseError, TestRunner};
+use support::bin;
 use testkit::recorder::{Options, Recorder};
 use testkit::{unique_name, TempDir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
 /// Validation takes milliseconds; past this the binary is serving and is stopped.
 const RUN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -98,7 +100,7 @@ fn run(env: &[(&str, OsString)], args: &[OsString]) -> Outcome {
     let out_path = err.join("stdout");
     let file = std::fs::File::create(&err_path).expect("stderr file");
     let out_file = std::fs::File::create(&out_path).expect("stdout file");
-    let mut child = Command::new(testkit::reloader::binary(BIN))
+    let mut child = Command::new(bin())
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)

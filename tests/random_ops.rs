@@ -25,10 +25,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use fsops::{walk, Snapshot, World};
-use support::{bin, env, kv, spawn_app, T};
+use support::{kv, spawn_app, start_dirs, T};
 use testkit::kubelet::Volume;
 use testkit::recorder::Recorder;
-use testkit::reloader::{path_str, Reloader};
 use testkit::{unique_name, TempDir};
 
 /// The reloader's debounce in these tests; a little over the default so that one operation's
@@ -108,9 +107,8 @@ fn run_case(seed: u64, steps: usize) {
 
     let name = unique_name("randops");
     let app = spawn_app(&name, &plain.join("a"));
-    let dirs = format!("{},{}", path_str(&plain), path_str(&vol));
     let extra = [("RELOAD_DEBOUNCE", DEBOUNCE), ("VERBOSE", "true")];
-    let rel = Reloader::start(bin(), &env(&dirs, &name, &extra), &[]);
+    let rel = start_dirs(&[&plain, &vol], &name, &extra);
 
     let mut world = World::new(seed, plain.clone(), outside, volume);
     let mut signalled = snapshot(&plain, &vol);

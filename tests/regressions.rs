@@ -10,16 +10,12 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-use support::{spawn_app, start, QUIET, T};
+use support::{spawn_app, start, write, QUIET, T};
 use testkit::recorder::contents;
 use testkit::reloader::Reloader;
 use testkit::{unique_name, TempDir};
 
 const CUT_SHORT: &str = "warn fingerprint cut short";
-
-fn write(path: &Path, content: impl AsRef<[u8]>) {
-    fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
 
 /// Waits for the `warn fingerprint cut short` line(s), checks that each names the directory and
 /// a bounded cause, at most one line per cause (loop, depth, entries: never one per path cut),

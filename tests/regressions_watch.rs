@@ -7,18 +7,14 @@ mod support;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use support::{env, field_num, kv, spawn_app, start, under_nofile_limit, QUIET, T};
+use support::{env, field_num, kv, spawn_app, start, under_nofile_limit, write, QUIET, T};
 use testkit::kubelet::{UpdateOptions, Volume};
 use testkit::recorder::contents;
-use testkit::reloader::{path_str, Reloader};
+use testkit::reloader::Reloader;
 use testkit::{unique_name, TempDir};
-
-fn write(path: &Path, content: &str) {
-    fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
 
 // ---- Item 3a: a directory replaced at the same path ----
 // The old directory's IN_IGNORED arrives after the new one's IN_MOVED_TO/IN_CREATE, and the
@@ -165,8 +161,8 @@ fn tree_1201_dirs_deep_is_watched_fully_with_256_fds() {
     write(&bottom, "1");
     let name = unique_name("deepapp");
     let app = spawn_app(&name, &bottom);
-    let root = path_str(tree.tmp.path());
-    let rel = Reloader::start_command(under_nofile_limit(256, &env(root, &name, &[])));
+    let env = env(tree.tmp.path(), &name, &[]);
+    let rel = Reloader::start_command(under_nofile_limit(256, &env));
 
     let ready = &rel.lines("info watching")[0];
     assert_eq!(

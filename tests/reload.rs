@@ -3,49 +3,20 @@
 //! when it does. Each test asserts what an operator would check: how many reloads the app got
 //! and which content it saw.
 
+mod support;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
+use support::{bin, env, kv, spawn_app, start, start_dirs, QUIET, T};
 use testkit::kubelet::{UpdateOptions, Volume};
 use testkit::recorder::{contents, Mode, Options, Recorder};
 use testkit::reloader::{code, path_str, run_to_exit, Reloader};
 use testkit::{unique_name, wait_until, TempDir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
-/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
-const T: Duration = Duration::from_secs(10);
-/// How long we watch for a signal that must NOT come: well past the 100 ms default debounce.
-const QUIET: Duration = Duration::from_millis(600);
-
-/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
-fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
-
-/// An app named `name` that catches SIGHUP and re-reads `read`.
-fn spawn_app(name: &str, read: &Path) -> Recorder {
-    Recorder::spawn(Options {
-        name: Some(name.into()),
-        read: Some(read.into()),
-        ..Options::default()
-    })
-}
-
-fn start(dir: &Path, name: &str, extra: &[(&str, &str)]) -> Reloader {
-    let mut env = vec![("CONFIG_DIR", path_str(dir)), ("PROCESS_NAME", name)];
-    env.extend_from_slice(extra);
-    Reloader::start(bin(), &env, &[])
-}
-
-fn kv(files: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static [u8])> {
-    files.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
-}
 
 #[test]
 fn kubelet_update_sends_exactly_one_sighup_and_the_app_sees_the_new_content() {
@@ -143,16 +114,7 @@ fn chmod_touch_fsgroup_pass_and_same_content_swap_send_nothing() {
     let plain = TempDir::new("noop-plain").unwrap();
     fs::write(plain.join("p.conf"), "p").unwrap();
     let app = spawn_app(&name, &dir.join("app.conf"));
-    let env = format!("{},{}", path_str(dir.path()), path_str(plain.path()));
-    let rel = Reloader::start(
-        bin(),
-        &[
-            ("CONFIG_DIR", &env),
-            ("PROCESS_NAME", &name),
-            ("VERBOSE", "true"),
-        ],
-        &[],
-    );
+    let rel = start_dirs(&[dir.path(), plain.path()], &name, &[("VERBOSE", "true")]);
 
     let unchanged = |n: usize| rel.wait_lines("debug content unchanged", n, T);
     // The kubelet swaps even on equal content (1.30+ relinks, old fsGroup passes chmod).
@@ -375,8 +337,7 @@ fn two_directories_are_both_watched() {
     fs::write(a.join("a.conf"), "a1").unwrap();
     fs::write(b.join("b.conf"), "b1").unwrap();
     let app = spawn_app(&name, &b.join("b.conf"));
-    let env = format!("{},{}", path_str(a.path()), path_str(b.path()));
-    let _rel = Reloader::start(bin(), &[("CONFIG_DIR", &env), ("PROCESS_NAME", &name)], &[]);
+    let _rel = start_dirs(&[a.path(), b.path()], &name, &[]);
     fs::write(b.join("b.conf"), "b2").unwrap();
     assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["b2"]);
     fs::write(a.join("a.conf"), "a2").unwrap();
@@ -413,10 +374,7 @@ fn sigusr1_and_realtime_signals_are_sent_as_configured() {
     drop(rel);
     let _rel = Reloader::start(
         bin(),
-        &[
-            ("CONFIG_DIR", path_str(dir.path())),
-            ("PROCESS_NAME", &name),
-        ],
+        &env(dir.path(), &name, &[]),
         &["--signal", "rtmin+2"],
     );
     fs::write(dir.join("app.conf"), "3").unwrap();
@@ -583,10 +541,7 @@ fn check_reports_targets_and_exits_0_or_1() {
     let name = unique_name("checkapp");
     let dir = TempDir::new("check").unwrap();
     Volume::create(dir.path(), &kv(&[("app.conf", "x")])).unwrap();
-    let env = [
-        ("CONFIG_DIR", path_str(dir.path())),
-        ("PROCESS_NAME", &name),
-    ];
+    let env = env(dir.path(), &name, &[]);
     let (status, stdout, _) = run_to_exit(bin(), &env, &["--check"]);
     assert_eq!(code(status), 1, "{stdout}");
     assert!(
@@ -611,15 +566,7 @@ fn json_logs_are_one_object_per_line() {
     let dir = TempDir::new("json").unwrap();
     fs::write(dir.join("app.conf"), "1").unwrap();
     let app = spawn_app(&name, &dir.join("app.conf"));
-    let rel = Reloader::start(
-        bin(),
-        &[
-            ("CONFIG_DIR", path_str(dir.path())),
-            ("PROCESS_NAME", &name),
-            ("LOG_FORMAT", "json"),
-        ],
-        &[],
-    );
+    let rel = start(dir.path(), &name, &[("LOG_FORMAT", "json")]);
     fs::write(dir.join("app.conf"), "2").unwrap();
     app.wait_received(1, T);
     let line = wait_until(T, "a JSON reloaded line", || {

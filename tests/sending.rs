@@ -3,43 +3,24 @@
 //! real: a name whose `comm` is not UTF-8, stray signals sent to the running sidecar, a seccomp
 //! filter that refuses `pidfd_open`, and a target reaped while the sidecar holds its pidfd.
 
+mod support;
+
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use testkit::apps::{debian, ppid, workspace_bin};
-use testkit::recorder::{contents, Options, Recorder};
+use support::{bin, env, spawn_app, tracee, under_strace, QUIET, T};
+use testkit::apps::{debian, workspace_bin};
+use testkit::recorder::{contents, Recorder};
 use testkit::reloader::{code, command, expect_sent, field, path_str, Reloader};
 use testkit::{unique_name, wait_until, TempDir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
-/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
-const T: Duration = Duration::from_secs(10);
-/// How long we watch for a signal that must NOT come: well past the 100 ms default debounce.
-const QUIET: Duration = Duration::from_millis(600);
-
-/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
-fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
-
-fn env<'a>(dir: &'a Path, name: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![("CONFIG_DIR", path_str(dir)), ("PROCESS_NAME", name)]
-}
 
 /// A dir holding `app.conf` = "v1", and an app named `name` that catches SIGHUP and re-reads it.
 fn app_and_dir(name: &str) -> (TempDir, Recorder) {
     let dir = TempDir::new("sending").unwrap();
     fs::write(dir.join("app.conf"), "v1").unwrap();
-    let app = Recorder::spawn(Options {
-        name: Some(name.into()),
-        read: Some(dir.join("app.conf")),
-        ..Options::default()
-    });
+    let app = spawn_app(name, &dir.join("app.conf"));
     (dir, app)
 }
 
@@ -71,7 +52,7 @@ fn a_name_whose_15_byte_comm_cuts_a_utf8_character_in_two_is_signalled() {
 fn stray_sighup_sigusr1_sigusr2_sigpipe_and_sigalrm_sent_to_the_reloader_are_ignored() {
     let name = unique_name("strays");
     let (dir, app) = app_and_dir(&name);
-    let mut rel = Reloader::start(bin(), &env(dir.path(), &name), &[]);
+    let mut rel = Reloader::start(bin(), &env(dir.path(), &name, &[]), &[]);
     // Twice: a disposition that resets after the first delivery would show in the second round.
     for round in 1..=2 {
         for sig in [
@@ -124,7 +105,7 @@ fn pidfd_open_refused_by_seccomp_falls_back_to_kill_and_the_app_reloads() {
         let name = unique_name("nopidfd");
         let (dir, app) = app_and_dir(&name);
         let args = ["--errno", errno, "--", path_str(bin())];
-        let rel = Reloader::start_command(command(&nopidfd, &env(dir.path(), &name), &args));
+        let rel = Reloader::start_command(command(&nopidfd, &env(dir.path(), &name, &[]), &args));
         fs::write(dir.join("app.conf"), "v2").unwrap();
         let got = expect_sent(&app, &rel, 1, T, QUIET);
         assert_eq!(contents(&got), ["v2"], "{errno}");
@@ -143,52 +124,25 @@ fn pidfds(pid: i32) -> usize {
         .count()
 }
 
-/// SIGKILLs one process we started (by PID) when dropped.
-struct KillOnDrop(i32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = testkit::kill(self.0, libc::SIGKILL);
-    }
-}
-
 #[test]
 fn a_target_reaped_after_pidfd_open_is_logged_as_esrch_not_other() {
     let name = unique_name("esrchafter");
     let (dir, mut app) = app_and_dir(&name);
     // strace holds every pidfd_open of the reloader for 1.5 s after the call returned: the
     // pidfd exists, and the target is killed and reaped in that window, before the send.
-    let strace = debian("/usr/bin/strace", "strace");
-    let args = [
-        "-f",
-        "-qq",
-        "--seccomp-bpf",
-        "-o",
-        "/dev/null",
+    let filters = [
         "-e",
         "trace=pidfd_open",
         "-e",
         "inject=pidfd_open:delay_exit=1500000",
-        path_str(bin()),
     ];
-    let rel = Reloader::start_command(command(&strace, &env(dir.path(), &name), &args));
-    // strace 6.1 forks short-lived children of its own at start (to probe ptrace and seccomp):
-    // the tracee is the child that runs the reloader's binary, not any child of strace.
-    let exe = bin().canonicalize().unwrap();
-    let tracee = wait_until(T, "the traced reloader's pid", || {
-        fs::read_dir("/proc")
-            .ok()?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&p| ppid(p) == Some(rel.pid()))
-            .find(|p| fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe))
-    });
-    // strace 6.1 has no --kill-on-exit: the tracee outlives a SIGKILLed strace otherwise.
-    let _tracee = KillOnDrop(tracee);
-    let before = pidfds(tracee);
+    let rel = Reloader::start_command(under_strace(&filters, &env(dir.path(), &name, &[])));
+    let tracee = tracee(&rel);
+    let before = pidfds(tracee.0);
 
     fs::write(dir.join("app.conf"), "v2").unwrap();
     wait_until(T, "the reloader to hold a pidfd for the app", || {
-        (pidfds(tracee) > before).then_some(())
+        (pidfds(tracee.0) > before).then_some(())
     });
     app.signal(libc::SIGKILL).unwrap();
     app.wait_exit(T).expect("the app exits and is reaped");

@@ -7,39 +7,20 @@
 //! RELOAD_FORCE. A PID 1 loses a signal only when its disposition is the default and it
 //! neither blocks nor waits for it: the kernel delivers a blocked or waited signal to PID 1 too.
 
-use std::ffi::OsString;
+mod support;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
+use support::{bin, env, os, QUIET, T};
 use testkit::apps::{self, await_waiting};
 use testkit::recorder::{contents, Mode, Options, Recorder};
 use testkit::reloader::{
     check_target, command, expect_sent, field, path_str, refused_after, Reloader,
 };
 use testkit::{unique_name, TempDir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
-/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
-const T: Duration = Duration::from_secs(10);
-/// How long we watch for a signal that must NOT come: well past the 100 ms default debounce.
-const QUIET: Duration = Duration::from_millis(600);
-
-/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
-fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
-
-fn env<'a>(dir: &'a Path, name: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![("CONFIG_DIR", path_str(dir)), ("PROCESS_NAME", name)]
-}
-
-fn os(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
-}
 
 // ---- A thread whose state cannot be read ----
 
@@ -90,7 +71,7 @@ fn a_thread_whose_state_cannot_be_read_is_refused_naming_reload_force_and_not_si
     );
 
     let bin = path_str(bin());
-    let env = env(dir.path(), &name);
+    let env = env(dir.path(), &name, &[]);
     let (exit, line) = check_target(as_sidecar(&env, &[bin]), app.pid());
     assert_eq!(
         field(&line, "handling").as_deref(),
@@ -145,7 +126,7 @@ fn inside(pid1: i32, dir: &Path, name: &str, args: &[&str]) -> Command {
     let t = pid1.to_string();
     let mut argv = vec!["-t", &t, "-p", "-m", "--", path_str(bin())];
     argv.extend_from_slice(args);
-    command(Path::new("nsenter"), &env(dir, name), &argv)
+    command(Path::new("nsenter"), &env(dir, name, &[]), &argv)
 }
 
 #[test]

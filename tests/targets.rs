@@ -8,44 +8,17 @@
 //! asserts what an operator sees: what the app received and re-read, whether it survived, and
 //! the `--check` verdict (`target ... handling=H verdict=send|refuse reason="..."`, exit 0/1).
 
-use std::ffi::OsString;
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use support::{bin, env, os, start, QUIET, T};
 use testkit::apps::{self, await_waiting, debian, innermost_pid, link_as, ppid};
 use testkit::kubelet::Volume;
 use testkit::recorder::{contents, Mode, Options, Recorder};
-use testkit::reloader::{
-    check_target, code, command, expect_sent, field, path_str, refused_after, Reloader,
-};
+use testkit::reloader::{check_target, code, command, expect_sent, field, refused_after};
 use testkit::{unique_name, TempDir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
-/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
-const T: Duration = Duration::from_secs(10);
-/// How long we watch for a signal that must NOT come: well past the 100 ms default debounce.
-const QUIET: Duration = Duration::from_millis(600);
-
-/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
-fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
-
-fn env<'a>(dir: &'a Path, name: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut env = vec![("CONFIG_DIR", path_str(dir)), ("PROCESS_NAME", name)];
-    env.extend_from_slice(extra);
-    env
-}
-
-fn start(dir: &Path, name: &str) -> Reloader {
-    Reloader::start(bin(), &env(dir, name, &[]), &[])
-}
-
-fn os(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
-}
 
 /// Asserts `--check` against `name` says `verdict` for `pid`, with a handling among `handling`,
 /// and exits 0 for send, 1 for refuse.
@@ -63,7 +36,7 @@ fn assert_check(dir: &Path, name: &str, pid: i32, handling: &[&str], verdict: &s
 /// A reloader watching `dir` for `app`: a plain edit of `dir/app.conf` reaches it once and
 /// it re-reads the new content.
 fn assert_reloads(dir: &Path, name: &str, app: &Recorder) {
-    let rel = start(dir, name);
+    let rel = start(dir, name, &[]);
     fs::write(dir.join("app.conf"), "v2").unwrap();
     let got = expect_sent(app, &rel, 1, T, QUIET);
     assert_eq!(contents(&got), ["v2"], "{}", rel.log());
@@ -112,7 +85,7 @@ fn python_signal_sigwait_is_signalled_and_rereads_a_kubelet_update() {
         "--sigwait-main",
     ));
     await_waiting(app.pid(), T);
-    let rel = start(dir.path(), &name);
+    let rel = start(dir.path(), &name, &[]);
     assert!(vol.update(&[("app.conf", b"k2".as_slice())]).unwrap());
     let got = expect_sent(&app, &rel, 1, T, QUIET);
     assert_eq!(contents(&got), ["k2"], "{}", rel.log());
@@ -122,7 +95,7 @@ fn python_signal_sigwait_is_signalled_and_rereads_a_kubelet_update() {
 
 /// A process with one thread that would take SIGHUP's default action: refused, and alive.
 fn assert_refused_and_alive(mut app: Recorder, name: &str, dir: &Path) {
-    let rel = start(dir, name);
+    let rel = start(dir, name, &[]);
     let change = || fs::write(dir.join("app.conf"), "v2").unwrap();
     let refused = refused_after(&rel, app.pid(), T, change, || !app.is_alive());
     // The refusal is logged where the signal would have been sent; a quiet window then shows
@@ -227,7 +200,7 @@ fn assert_forwards(init: &Path, flags: &[&str], w: Where, handling: &[&str]) {
             "NSpid of {name}: {ns_pid:?}"
         );
 
-        let rel = start(dir.path(), &name);
+        let rel = start(dir.path(), &name, &[]);
         match &vol {
             Some(vol) => assert!(vol.update(&[("app.conf", b"v2".as_slice())]).unwrap()),
             None => fs::write(dir.join("app.conf"), "v2").unwrap(),

@@ -5,30 +5,19 @@
 //! with the signal.
 
 mod http;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use http::{closed_port, Answer, Server};
+use support::{bin, spawn_app, QUIET, T};
 use testkit::kubelet::{UpdateOptions, Volume};
-use testkit::recorder::{contents, Options, Recorder};
+use testkit::recorder::contents;
 use testkit::reloader::{field, path_str, Reloader};
 use testkit::{unique_name, wait_until, wait_until_every, TempDir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
-/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
-const T: Duration = Duration::from_secs(10);
-/// How long we watch for a request that must NOT come: the 100 ms default debounce, the
-/// fingerprint and a loopback request fit in it several times over. Only proves an absence.
-const QUIET: Duration = Duration::from_millis(600);
-
-fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
 
 /// The volume's payload: `app.conf` holding `v`.
 fn conf(v: &str) -> [(&str, &[u8]); 1] {
@@ -236,11 +225,7 @@ fn changes_during_a_slow_request_coalesce_into_one_more_request() {
     let dir = TempDir::new("hook-slow").unwrap();
     let vol = volume(&dir, "v1");
     let name = unique_name("hookslow");
-    let app = Recorder::spawn(Options {
-        name: Some(name.clone()),
-        read: Some(dir.join("app.conf")),
-        ..Options::default()
-    });
+    let app = spawn_app(&name, &dir.join("app.conf"));
     let server = Server::start(&[Answer::Held(200)], Answer::Status(200));
     let rel = start(&dir, &server.url("/-/reload"), &[("PROCESS_NAME", &name)]);
 
@@ -274,11 +259,7 @@ fn with_a_process_name_too_the_signal_arrives_before_the_request() {
     let dir = TempDir::new("hook-order").unwrap();
     let vol = volume(&dir, "v1");
     let name = unique_name("hookorder");
-    let app = Recorder::spawn(Options {
-        name: Some(name.clone()),
-        read: Some(dir.join("app.conf")),
-        ..Options::default()
-    });
+    let app = spawn_app(&name, &dir.join("app.conf"));
     let server = Server::start(&[], Answer::Status(200));
     let rel = start(&dir, &server.url("/-/reload"), &[("PROCESS_NAME", &name)]);
 

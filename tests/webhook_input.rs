@@ -4,27 +4,18 @@
 //! is signalled or requested; `--check` only connects.
 
 mod http;
+mod support;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use http::{closed_port, Answer, Server};
+use support::{bin, T};
 use testkit::kubelet::Volume;
 use testkit::recorder::{Options, Recorder};
 use testkit::reloader::{code, command, path_str, Reloader};
 use testkit::{unique_name, wait_until, TempDir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
-/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
-const T: Duration = Duration::from_secs(10);
-
-fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
 
 /// The user and the password of the URLs below; neither may show anywhere.
 const USER: &str = "opsadmin";

@@ -13,6 +13,7 @@
 //! over HTTP` line; a same-content update and a chmod reach Prometheus not at all.
 
 mod http;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -21,22 +22,18 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
+use support::bin;
 use testkit::apps::debian;
 use testkit::kubelet::{UpdateOptions, Volume};
 use testkit::reloader::{command, field, path_str, Reloader};
 use testkit::{monotonic_ns, wait_until_every, TempDir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
 /// Prometheus opens its TSDB and web server in a second or two; generous for a loaded machine.
 const START: Duration = Duration::from_secs(60);
 const T: Duration = Duration::from_secs(15);
 /// How long "nothing else happens" is watched for: several times the 100 ms debounce plus a
 /// reload, which takes Prometheus tens of ms. Only proves an absence.
 const QUIET: Duration = Duration::from_millis(800);
-
-fn bin() -> PathBuf {
-    testkit::reloader::binary(BIN)
-}
 
 /// prometheus.yml with one scrape job per name, all scraping Prometheus itself.
 fn config(port: u16, jobs: &[&str]) -> String {
@@ -130,13 +127,12 @@ impl Drop for Prometheus {
 /// `unshare` putting the reloader in a PID namespace of its own, with its own /proc.
 fn own_pid_namespace(env: &[(&str, &str)], args: &[&str]) -> Command {
     let unshare = debian("/usr/bin/unshare", "util-linux");
-    let bin = bin();
     let mut all = vec![
         "--pid",
         "--fork",
         "--kill-child",
         "--mount-proc",
-        path_str(&bin),
+        path_str(bin()),
     ];
     all.extend_from_slice(args);
     command(&unshare, env, &all)

@@ -9,24 +9,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
 
+use crate::support::{bin, T};
 use testkit::recorder::sigrecord_bin;
 use testkit::reloader::{command, field, path_str, Reloader};
 use testkit::wait_until;
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
-/// Generous deadline for conditions that normally hold within milliseconds (shared CI machines).
-pub const T: Duration = Duration::from_secs(10);
-/// How long we watch for a signal that must NOT come: well past the 100 ms default debounce.
-pub const QUIET: Duration = Duration::from_millis(600);
-
-/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
-pub fn bin() -> &'static Path {
-    static BIN_PATH: OnceLock<PathBuf> = OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
 
 /// The command line of a sigrecord called `name` (a link in `dir`) writing to `dir/NAME.out`
 /// with `flags` added, and that out file.
@@ -47,7 +34,7 @@ pub fn sigrecord(dir: &Path, name: &str, flags: &[&str]) -> (Vec<String>, PathBu
 /// `config-reloader -- APP...` with `env` (and only PATH besides), waited for until it logs
 /// `info watching`, which it does once the app is started.
 pub fn start(env: &[(&str, &str)], app: &[String]) -> Reloader {
-    Reloader::start_command(reloader_command(Path::new(bin()), &[], env, app))
+    Reloader::start_command(reloader_command(bin(), &[], env, app))
 }
 
 /// [`start`] as PID 1 of a new PID namespace with its own `/proc` (`unshare --pid --fork

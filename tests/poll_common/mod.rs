@@ -1,17 +1,14 @@
-//! What the polling tests (`tests/polling.rs`, `tests/polling_idle.rs`) share: the binary,
-//! the timings `auto` promises, and a scratch directory with a bindfs view of it.
+//! What the polling tests (`tests/polling.rs`, `tests/polling_idle.rs`) share beyond
+//! `support`: the timings `auto` promises, and a scratch directory with a bindfs view of it.
 #![allow(dead_code)]
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::T;
 use testkit::fuse::Bindfs;
-use testkit::recorder::{Options, Recorder};
-use testkit::reloader::{path_str, Reloader};
 use testkit::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_config-reloader");
 
 /// `auto`'s interval on a blind filesystem (config::AUTO_POLL).
 pub const AUTO: Duration = Duration::from_secs(5);
@@ -19,42 +16,8 @@ pub const AUTO: Duration = Duration::from_secs(5);
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Slack on top of interval + debounce for a shared 2-core machine under load.
 pub const GRACE: Duration = Duration::from_secs(1);
-/// Generous deadline for what normally holds within milliseconds.
-pub const T: Duration = Duration::from_secs(10);
-/// How long we watch for a signal that must NOT come after inotify (not polling) saw a change:
-/// well past the 100 ms debounce.
-pub const QUIET: Duration = Duration::from_millis(600);
 /// The reason `auto` gives for each directory it polls.
 pub const BLIND_REASON: &str = "changes made outside this mount raise no inotify event";
-
-/// The binary under test: the shipped musl binary under `make test`, else cargo's build.
-pub fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| testkit::reloader::binary(BIN))
-}
-
-/// An app named `name` that catches SIGHUP and re-reads `read`.
-pub fn spawn_app(name: &str, read: &Path) -> Recorder {
-    Recorder::spawn(Options {
-        name: Some(name.into()),
-        read: Some(read.into()),
-        ..Options::default()
-    })
-}
-
-/// The reloader watching `dirs` (comma-joined) for `name`, with `extra` settings.
-pub fn start(dirs: &[&Path], name: &str, extra: &[(&str, &str)]) -> Reloader {
-    let dirs: Vec<&str> = dirs.iter().map(|d| path_str(d)).collect();
-    let joined = dirs.join(",");
-    let mut env = vec![("CONFIG_DIR", joined.as_str()), ("PROCESS_NAME", name)];
-    env.extend_from_slice(extra);
-    Reloader::start(bin(), &env, &[])
-}
-
-/// `(key, bytes)` pairs for the kubelet writer.
-pub fn kv<'a>(files: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
-    files.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
-}
 
 /// A scratch dir holding `a/` (the underlying directory, written by the test) and `b/` (its
 /// bindfs view, watched). Field order is drop order: unmount, then remove the dirs.
