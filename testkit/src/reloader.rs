@@ -34,18 +34,26 @@ pub fn binary(fallback: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from(fallback), PathBuf::from)
 }
 
-/// `<target>/TRIPLE/release/config-reloader`, the binary `make` builds for that Rust target
-/// (`target/` of the workspace, or `$CARGO_TARGET_DIR`), checked to be newer than every source
-/// file cargo's dep-info lists for it. `cargo test` cannot build it (another target, another
-/// profile): `make` does.
+/// `<target>/TRIPLE/release/config-reloader`, the binary `make` builds for that Rust target;
+/// see [`release_build`].
 pub fn release_binary(triple: &str) -> PathBuf {
+    release_build(triple, "config-reloader", "make")
+}
+
+/// `<target>/TRIPLE/release/NAME` (`target/` of the workspace, or `$CARGO_TARGET_DIR`), checked
+/// to be newer than every source file cargo's dep-info (`NAME.d`) lists for it; panics naming
+/// `make` (the make command that builds it) when it is missing or stale.
+///
+/// `cargo test` cannot build it: another target and profile, and a nested cargo would wait
+/// forever on the build directory lock the outer one holds. `make test` builds it first.
+pub fn release_build(triple: &str, name: &str, make: &str) -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("testkit/ sits in the workspace");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace.join("target"), PathBuf::from);
-    let bin = target.join(triple).join("release/config-reloader");
-    let hint = "build it with `make` (`make test` does)";
+    let bin = target.join(triple).join("release").join(name);
+    let hint = format!("build it with `{make}` (`make test` does)");
     let built = fs::metadata(&bin)
         .and_then(|m| m.modified())
         .unwrap_or_else(|e| panic!("{}: {e}; {hint}", bin.display()));

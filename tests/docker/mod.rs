@@ -70,34 +70,10 @@ pub fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// `<target>/x86_64-unknown-linux-musl/release/NAME`, checked to be newer than every source
-/// file cargo's dep-info (`NAME.d`) lists for it.
-///
-/// `cargo test` cannot build it: a nested cargo would wait forever on the build directory lock
-/// the outer one holds. `make test` builds it first.
+/// `<target>/x86_64-unknown-linux-musl/release/NAME`, checked to be up to date
+/// (`testkit::reloader::release_build`); `make build-test-bins` builds it.
 pub fn musl_binary(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join(MUSL).join("release").join(name);
-    let hint = "build it first: `make build-test-bins` (`make test` does)";
-    let built = fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|e| panic!("{}: {e}; {hint}", bin.display()));
-    // `path/to/bin: src/main.rs src/config.rs ...`
-    let dep_info = fs::read_to_string(bin.with_extension("d")).unwrap_or_default();
-    let sources = dep_info.split_once(": ").map_or("", |(_, deps)| deps);
-    for source in sources.split_whitespace() {
-        if let Ok(changed) = fs::metadata(source).and_then(|m| m.modified()) {
-            assert!(
-                built >= changed,
-                "{} is older than {source}; {hint}",
-                bin.display()
-            );
-        }
-    }
-    bin
+    testkit::reloader::release_build(MUSL, name, "make build-test-bins")
 }
 
 /// True if `ldd` says the ELF file needs no dynamic libraries.
