@@ -361,9 +361,24 @@ fn field<'a>(rest: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// The `sig pid=P signo=N t_ns=T content=C` line (newline included) that sigrecord and
+/// sigwaiter append for signal `signo` taken at `t_ns`, [`parse_sig`]'s format: C is what
+/// `read` held then, [`escape`]d; `-` without `read`, `ERR:<errno>` if it could not be read.
+pub fn sig_line(signo: i32, t_ns: u64, read: Option<&Path>) -> String {
+    let content = match read {
+        None => "-".to_string(),
+        Some(path) => match fs::read(path) {
+            Ok(bytes) => escape(&bytes),
+            Err(e) => format!("ERR:{}", e.raw_os_error().unwrap_or(0)),
+        },
+    };
+    let pid = std::process::id();
+    format!("sig pid={pid} signo={signo} t_ns={t_ns} content={content}\n")
+}
+
 /// Percent-escapes `%`, space, and every byte outside printable ASCII: how every recorder
 /// writes the content it read.
-pub fn escape(bytes: &[u8]) -> String {
+fn escape(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len());
     for &b in bytes {
         if b == b'%' || !(0x21..=0x7e).contains(&b) {
@@ -450,5 +465,19 @@ mod tests {
         let r = parse_sig("sig pid=7 signo=1 t_ns=42 content=ERR:2").unwrap();
         assert_eq!(r.content, Err(2));
         assert!(parse_sig("ready pid=7").is_none());
+    }
+
+    #[test]
+    fn sig_line_is_what_parse_sig_reads() {
+        let dir = TempDir::new("sig-line").unwrap();
+        let conf = dir.join("app.conf");
+        fs::write(&conf, b"a b\n%\xff").unwrap();
+        let line = sig_line(1, 42, Some(&conf));
+        assert!(line.ends_with('\n'), "{line:?}");
+        let r = parse_sig(line.trim_end()).unwrap();
+        assert_eq!((r.pid, r.signo, r.t_ns), (std::process::id() as i32, 1, 42));
+        assert_eq!(r.content, Ok(b"a b\n%\xff".to_vec()));
+        let gone = parse_sig(sig_line(1, 42, Some(&dir.join("gone"))).trim_end()).unwrap();
+        assert_eq!(gone.content, Err(libc::ENOENT));
     }
 }

@@ -26,6 +26,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use testkit::recorder::sig_line;
+
 const USAGE: &str = "usage: sigrecord --out FILE [--read PATH] [--catch SIGS] [--block SIGS] \
 [--ignore SIGS] [--default] [--children N]
   --out FILE      append one line per event to FILE (mandatory)
@@ -338,17 +340,7 @@ impl State<'_> {
     }
 
     fn record(&mut self, signo: i32, t_ns: u64) -> io::Result<()> {
-        let content = match &self.args.read {
-            None => "-".to_string(),
-            Some(path) => match std::fs::read(path) {
-                Ok(bytes) => testkit::recorder::escape(&bytes),
-                Err(e) => format!("ERR:{}", e.raw_os_error().unwrap_or(0)),
-            },
-        };
-        let pid = std::process::id();
-        self.line(&format!(
-            "sig pid={pid} signo={signo} t_ns={t_ns} content={content}\n"
-        ))
+        self.line(&sig_line(signo, t_ns, self.args.read.as_deref()))
     }
 
     /// Ends children first (SIGTERM, then reap), so a test's SIGTERM leaves no orphans behind.

@@ -26,6 +26,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use testkit::recorder::sig_line;
+
 const USAGE: &str = "usage: sigwaiter --out FILE [--read PATH] \
 (--sigwait-main | --sigwait-thread | --one-thread-unblocked)
   --out FILE               append one line per event to FILE (mandatory)
@@ -153,18 +155,7 @@ fn wait_loop(args: &Args, out: &mut File) -> io::Result<()> {
         if signo == libc::SIGTERM {
             return line(out, &format!("exit pid={}\n", std::process::id()));
         }
-        let content = match &args.read {
-            None => "-".to_string(),
-            Some(path) => match std::fs::read(path) {
-                Ok(bytes) => testkit::recorder::escape(&bytes),
-                Err(e) => format!("ERR:{}", e.raw_os_error().unwrap_or(0)),
-            },
-        };
-        let pid = std::process::id();
-        line(
-            out,
-            &format!("sig pid={pid} signo={signo} t_ns={t_ns} content={content}\n"),
-        )?;
+        line(out, &sig_line(signo, t_ns, args.read.as_deref()))?;
     }
 }
 
