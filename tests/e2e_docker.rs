@@ -15,21 +15,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use docker::pod::{log_lines, Pod};
-use docker::{children_of, http_get, image, uid_of, wait_docker, Container, Image};
+use docker::{
+    children_of, http_get, image, uid_of, wait_docker, Container, Image, DEADLINE, QUIET,
+};
 use testkit::fuse::Bindfs;
 use testkit::recorder::{unescape, Received};
 use testkit::wait_until;
 
 /// The images these tests use, built in parallel on first use.
 const IMAGES: &[Image] = &[Image::Sidecar, Image::App, Image::Nginx];
-
-/// Generous for a loaded CI machine; conditions usually hold within a few hundred ms.
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// How long "nothing else happens" is watched for: several times the default 100 ms debounce
-/// plus the fingerprint, so a second signal would have arrived by then. Only used to prove an
-/// absence, which no condition can be waited for.
-const QUIET: Duration = Duration::from_millis(700);
 
 /// The nobody UID the image runs as.
 const NOBODY: &str = "65534:65534";

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use docker::pod::{log_lines, Pod, READY};
 use docker::{
-    children_of, docker, docker_ok, http_get, image, run_id, wait_docker, Container, Image, LABEL,
+    children_of, docker, docker_ok, http_get, image, run_id, wait_docker, Container, Image,
+    DEADLINE, LABEL,
 };
 use testkit::apps::innermost_pid;
 use testkit::reloader::field;
@@ -25,9 +26,6 @@ use testkit::reloader::field;
 /// The images these tests use, built on first use: the first two in parallel, then the third
 /// FROM them.
 const IMAGES: &[Image] = &[Image::Sidecar, Image::Distroless, Image::Embedded];
-
-/// Generous for a loaded CI machine; conditions usually hold within a few hundred ms.
-const DEADLINE: Duration = Duration::from_secs(15);
 
 /// Where the README's `COPY --from` puts the binary.
 const EMBEDDED: &str = "/usr/local/bin/config-reloader";

@@ -17,10 +17,13 @@
 mod docker;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use docker::pod::{log_lines, Pod};
-use docker::{children_of, header, http_response, image, uid_of, wait_docker, Container, Image};
+use docker::{
+    children_of, header, http_response, image, uid_of, wait_docker, Container, Image, DEADLINE,
+    QUIET,
+};
 
 /// The images these tests use, built in parallel on first use.
 const IMAGES: &[Image] = &[
@@ -33,14 +36,6 @@ const IMAGES: &[Image] = &[
     Image::Tini,
     Image::DumbInit,
 ];
-
-/// Generous for a loaded CI machine; a reload is usually in force within a few hundred ms.
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// How long "nothing else happens" is watched for: several times the default 100 ms debounce
-/// plus the fingerprint, so a reload would have shown by then. Only used to prove an absence,
-/// which no condition can be waited for.
-const QUIET: Duration = Duration::from_millis(700);
 
 /// One row of the "Tested with" table: how the server runs and how to see what it does.
 struct Server {

@@ -29,6 +29,14 @@ use testkit::TempDir;
 /// Label key on every image and container the tests create (value: the run id).
 pub const LABEL: &str = "io.github.config-reloader-sidecar.e2e";
 
+/// Generous for a loaded CI machine; conditions usually hold within a few hundred ms.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// How long "nothing else happens" is watched for: several times the default 100 ms debounce
+/// plus the fingerprint, so a second signal or a reload would have shown by then. Only used to
+/// prove an absence, which no condition can be waited for.
+pub const QUIET: Duration = Duration::from_millis(700);
+
 /// The musl target the images' static binaries are built for.
 pub(crate) const MUSL: &str = "x86_64-unknown-linux-musl";
 

@@ -5,15 +5,12 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use testkit::kubelet::{UpdateOptions, Volume};
 use testkit::TempDir;
 
-use super::{dir_with_mode, image, wait_docker, Container, Image};
-
-/// Generous for a loaded CI machine; the sidecar is usually ready within a second.
-const READY_DEADLINE: Duration = Duration::from_secs(15);
+use super::{dir_with_mode, image, wait_docker, Container, Image, DEADLINE};
 
 /// The line the sidecar logs once every watch is armed and the baseline is taken.
 pub const READY: &str = "info watching";
@@ -121,7 +118,7 @@ impl Pod {
         }
         args.push(&image(Image::Sidecar).tag);
         let sidecar = Container::run("sidecar", &args);
-        wait_docker(READY_DEADLINE, "the sidecar's `info watching` line", || {
+        wait_docker(DEADLINE, "the sidecar's `info watching` line", || {
             if sidecar.logs().contains(READY) {
                 return Some(());
             }
