@@ -12,7 +12,7 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
-use support::{bin, env, kv, spawn_app, start, start_dirs, QUIET, T};
+use support::{bin, env, inside, kv, spawn_app, start, start_dirs, QUIET, T};
 use testkit::kubelet::{UpdateOptions, Volume};
 use testkit::recorder::{contents, Mode, Options, Recorder};
 use testkit::reloader::{code, path_str, run_to_exit, Reloader};
@@ -626,19 +626,7 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
     });
     assert_ne!(app.reported_pids()[0], 1);
 
-    let mut cmd = Command::new("nsenter");
-    cmd.args([
-        "-t",
-        &pause.pid().to_string(),
-        "-p",
-        "-m",
-        "--",
-        path_str(bin()),
-    ]);
-    cmd.env_clear()
-        .env("CONFIG_DIR", dir.path())
-        .env("PROCESS_NAME", &podapp);
-    let rel = Reloader::start_command(cmd);
+    let rel = Reloader::start_command(inside(pause.pid(), dir.path(), &podapp, &[]));
     assert!(
         !rel.log().contains("no other process is visible"),
         "{}",
@@ -656,19 +644,7 @@ fn in_a_pod_like_pid_namespace_the_pause_pid_1_is_never_signalled() {
     );
 
     // With PROCESS_NAME=pause, PID 1 matches by name and is signalled (docker --pid=container:app).
-    let mut cmd = Command::new("nsenter");
-    cmd.args([
-        "-t",
-        &pause.pid().to_string(),
-        "-p",
-        "-m",
-        "--",
-        path_str(bin()),
-    ]);
-    cmd.env_clear()
-        .env("CONFIG_DIR", dir.path())
-        .env("PROCESS_NAME", &pause_name);
-    let _rel = Reloader::start_command(cmd);
+    let _rel = Reloader::start_command(inside(pause.pid(), dir.path(), &pause_name, &[]));
     fs::write(dir.join("app.conf"), "3").unwrap();
     assert_eq!(pause.expect_exactly(1, T, QUIET)[0].pid, 1);
 }

@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use support::{bin, env, os, QUIET, T};
+use support::{bin, env, inside, os, QUIET, T};
 use testkit::apps::{self, await_waiting};
 use testkit::recorder::{contents, Mode, Options, Recorder};
 use testkit::reloader::{
@@ -118,15 +118,6 @@ fn as_pid_1(mut opts: Options) -> Recorder {
     let app = Recorder::spawn(opts);
     assert_eq!(app.reported_pids(), [1], "PID 1 of the new namespace");
     app
-}
-
-/// config-reloader with `args`, inside the PID and mount namespaces of `pid1` (host pid), where
-/// its target is pid 1.
-fn inside(pid1: i32, dir: &Path, name: &str, args: &[&str]) -> Command {
-    let t = pid1.to_string();
-    let mut argv = vec!["-t", &t, "-p", "-m", "--", path_str(bin())];
-    argv.extend_from_slice(args);
-    command(Path::new("nsenter"), &env(dir, name, &[]), &argv)
 }
 
 #[test]

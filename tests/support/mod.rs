@@ -75,6 +75,15 @@ pub fn under_nofile_limit(limit: u32, env: &[(&str, &str)]) -> Command {
     command(prlimit, env, &[&nofile, "--", path_str(bin())])
 }
 
+/// The command that runs the reloader on `dir` for `name` with `args`, inside the PID and
+/// mount namespaces of `pid1` (a host pid, PID 1 in there), with `nsenter` (util-linux).
+pub fn inside(pid1: i32, dir: &Path, name: &str, args: &[&str]) -> Command {
+    let t = pid1.to_string();
+    let mut argv = vec!["-t", &t, "-p", "-m", "--", path_str(bin())];
+    argv.extend_from_slice(args);
+    command(Path::new("nsenter"), &env(dir, name, &[]), &argv)
+}
+
 /// The command that runs the reloader under `strace -f` (Debian's strace), with `filters`
 /// (`-e trace=...`, `-e inject=...`, `-P PATH`) and its output thrown away: a test delays the
 /// reloader's syscalls with it. Find the reloader itself with [`tracee`].
