@@ -83,9 +83,10 @@ build-test-bins: deps-rust
 # host's, since that is the only platform `docker run` here can start. PRUNE_OLD spares
 # untagged images younger than 30 s: the legacy builder's intermediate images carry the label
 # too, and pruning them fails any build of Dockerfile.scratch running meanwhile (an e2e test
-# binary's, say) with "No such image".
+# binary's, say) with "No such image". The image's ID goes to target/image.id: `make bench`
+# sizes that image even if another checkout moves the tag meanwhile.
 image: all
-	docker build --quiet -f Dockerfile.scratch \
+	docker build --quiet -f Dockerfile.scratch --iidfile target/image.id \
 	  --build-arg TARGETARCH=$(HOST_ARCH) --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) \
 	  -t $(IMAGE) . >/dev/null
 	@docker image prune -f $(PRUNE_OLD) >/dev/null
@@ -138,10 +139,11 @@ bench-before: deps-rust
 	  cd $(BEFORE_SRC) && CARGO_TARGET_DIR=$(CURDIR)/target/before \
 	  cargo build --release --target $(TARGET) --bin config-reloader
 
-# The image row reads config-reloader-sidecar:latest, so the full run rebuilds it from this tree.
+# The full run rebuilds the image from this tree and sizes it by ID (target/image.id).
 bench: deps-bench build-test-bins bench-before image
 	cargo build -p bench
-	target/debug/bench --before $(BEFORE_BIN) --before-rev $(BEFORE_REV) \
+	target/debug/bench --image $$(cat target/image.id) \
+	  --before $(BEFORE_BIN) --before-rev $(BEFORE_REV) \
 	  $(if $(wildcard $(TINY_BIN)),--tiny $(TINY_BIN))
 
 bench-smoke: deps-bench build-test-bins

@@ -17,7 +17,14 @@ pub struct Builds {
     pub before_rev: Option<String>,
     /// `--tiny PATH`: `make tiny`'s binary.
     pub tiny: Option<PathBuf>,
+    /// `--image REF`: our image, for its size; [`IMAGE`] if not given.
+    pub image: Option<String>,
 }
+
+/// The image `make image` tags.
+pub const IMAGE: &str = "config-reloader-sidecar:latest";
+/// The image `make tiny` tags.
+pub const TINY_IMAGE: &str = "config-reloader-sidecar:tiny";
 
 /// One figure for each extra build that was measured.
 #[derive(Clone, Debug, Default)]

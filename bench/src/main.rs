@@ -79,13 +79,14 @@ impl Plan {
 }
 
 const USAGE: &str = "usage: bench [--smoke] [--reloader PATH] [--sigrecord PATH] [--out DIR]
-             [--before PATH [--before-rev REV]] [--tiny PATH]
+             [--before PATH [--before-rev REV]] [--tiny PATH] [--image REF]
   --smoke          small counts, a few seconds (make bench-smoke)
   --reloader PATH  config-reloader to measure (default: the release musl build)
   --sigrecord PATH the signal-recording target (default: the release musl build)
   --before PATH    also measure this build (the last no_std commit) in a \"before\" column
   --before-rev REV the commit --before was built from, for the column's header
   --tiny PATH      also measure this build (make tiny) in a \"tiny\" column
+  --image REF      our image, for its size (default config-reloader-sidecar:latest)
   --out DIR        where latest.md and latest.json go (default: bench/results, or
                    target/bench-smoke with --smoke)";
 
@@ -220,6 +221,7 @@ fn parse(args: &[String]) -> Result<(Plan, Paths, Builds, PathBuf), String> {
             "--before" => builds.before = Some(value()?.into()),
             "--before-rev" => builds.before_rev = Some(value()?),
             "--tiny" => builds.tiny = Some(value()?.into()),
+            "--image" => builds.image = Some(value()?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -409,6 +411,10 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
     if let Some(b) = builds.describe() {
         progress(&format!("also measuring, each right after ours: {b}"));
     }
+    // Image sizes first: the ID `make bench` passes is the image it just built, which another
+    // checkout's `make image` may untag, and then prune 30 s later, while this runs.
+    let ours_image = scenarios::image_size(builds.image.as_deref().unwrap_or(builds::IMAGE));
+    let tiny_image = scenarios::image_size(builds::TINY_IMAGE);
 
     // 1. Kubelet updates.
     progress(&format!(
@@ -842,15 +848,13 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
         metric: "image `config-reloader-sidecar:latest` (before: its one file; tiny: `:tiny`)"
             .into(),
         unit: "KiB",
-        ours: image(z.ours_image),
+        ours: image(ours_image),
         budget: Some(format!("≤ {budget} KiB")),
-        met: z.ours_image.map(|s| s <= budget * 1024),
+        met: ours_image.map(|s| s <= budget * 1024),
         baseline: Val::none(),
         builds: builds::Each {
             before: bin_x.before.map(kib),
-            tiny: bin_x
-                .tiny
-                .map(|_| image(scenarios::image_size("config-reloader-sidecar:tiny"))),
+            tiny: bin_x.tiny.map(|_| image(tiny_image)),
         },
         ..Row::default()
     });

@@ -427,8 +427,6 @@ pub fn scan(paths: &Paths, sleepers: usize, reps: usize) -> Result<Scan, String>
 pub struct Sizes {
     /// Our static binary.
     pub ours_binary: u64,
-    /// `config-reloader-sidecar:latest`, if docker has it.
-    pub ours_image: Option<u64>,
     /// `sh`, `inotifywait`, `pkill` and every shared library they load (deduplicated).
     pub baseline_files: u64,
     /// Those files, for the record.
@@ -469,16 +467,15 @@ pub fn sizes(paths: &Paths) -> Sizes {
     files.dedup();
     Sizes {
         ours_binary: len(&paths.reloader),
-        ours_image: image_size("config-reloader-sidecar:latest"),
         baseline_files: files.iter().map(|f| len(Path::new(f))).sum(),
         baseline_list: files,
     }
 }
 
-/// `docker image inspect` size of `tag` in bytes, if docker has it.
-pub fn image_size(tag: &str) -> Option<u64> {
+/// `docker image inspect` size of `image` (a tag or an ID) in bytes, if docker has it.
+pub fn image_size(image: &str) -> Option<u64> {
     Command::new("docker")
-        .args(["image", "inspect", "-f", "{{.Size}}", tag])
+        .args(["image", "inspect", "-f", "{{.Size}}", image])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()
