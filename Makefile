@@ -156,7 +156,8 @@ bench-smoke: deps-bench build-test-bins
 # - -Z build-std=std,panic_abort compiles std with the flags below instead of linking rustup's
 #   prebuilt one; build-std-features=optimize_for_size picks std's smaller code paths.
 # - -Cpanic=immediate-abort: a panic is an abort instruction, with no message formatting or
-#   unwinding machinery; -Cforce-unwind-tables=no then drops .eh_frame. opt-level z.
+#   unwinding machinery; -Cforce-unwind-tables=no then drops the unwind tables (.eh_frame is
+#   80 B, musl's start files', against 33 KiB in the stable binary). opt-level z.
 # - -Crelocation-model=static: a static non-PIE executable. PIE measured 198,792 B here (over
 #   the 196,608 B budget): its 7 KiB of .rela.dyn, the self-relocation at start and GOT-relative
 #   code; non-PIE is 194,192 B. What it gives up is ASLR of the binary's own code and data
