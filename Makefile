@@ -8,7 +8,9 @@
 #   make run      the image next to a demo app; edit demo/config/app.conf and watch it reload
 #   make test     everything CI checks: fmt, clippy, static binaries, images, cargo test (incl. docker e2e),
 #                 bench-smoke, test-arm64
-#   make bench    ours vs the inotifywait | pkill shell loop, side by side (bench/results/latest.md)
+#   make bench    ours vs the inotifywait | pkill shell loop, side by side (bench/results/latest.md),
+#                 with the last no_std build ("before") and, once built, tiny in their own columns
+#   make tiny     the same source with std rebuilt for size by nightly: config-reloader-sidecar:tiny
 #   make soak     10,000 kubelet updates against the release binary: fds, RSS, signals per update
 #   make clean    cargo clean, plus every container/image the e2e tests or the demo left behind
 #
@@ -85,9 +87,10 @@ build-test-bins: deps-rust
 # host's, since that is the only platform `docker run` here can start. PRUNE_OLD spares
 # untagged images younger than 30 s: the legacy builder's intermediate images carry the label
 # too, and pruning them fails any build of Dockerfile.scratch running meanwhile (an e2e test
-# binary's, say) with "No such image".
+# binary's, say) with "No such image". The image's ID goes to target/image.id: `make bench`
+# sizes that image even if another checkout moves the tag meanwhile.
 image: all
-	docker build --quiet -f Dockerfile.scratch \
+	docker build --quiet -f Dockerfile.scratch --iidfile target/image.id \
 	  --build-arg TARGETARCH=$(HOST_ARCH) --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) \
 	  -t $(IMAGE) . >/dev/null
 	@docker image prune -f $(PRUNE_OLD) >/dev/null
@@ -129,13 +132,91 @@ clean:
 #   make bench        full run, a few minutes; table on stdout, bench/results/latest.{md,json}
 #   make bench-smoke  the same with small counts, a few seconds (target/bench-smoke/)
 # Figures are reported, never asserted. The bench crate is no default member: `cargo test` skips it.
-.PHONY: bench bench-smoke deps-bench
+# `make bench` also measures (issue 10), each right after ours in every scenario:
+# - before: BEFORE_REV, the last no_std commit, built as it shipped (static musl release, its
+#   .cargo/config.toml -lc link flag) from a temporary git worktree, removed again after the
+#   build; its cargo target dir (target/before/) is kept, so a rebuild only recompiles the crate;
+# - tiny: `make tiny`'s binary, if there is one (make bench does not build it).
+# bench-smoke measures ours only and builds neither.
+.PHONY: bench bench-smoke deps-bench bench-before
+BEFORE_REV := e9aced9
+BEFORE_SRC := target/before-src
+BEFORE_BIN := target/before/$(TARGET)/release/config-reloader
 deps-bench:
 	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="inotify-tools procps util-linux bindfs fuse3"
 
-bench bench-smoke: deps-bench build-test-bins
+bench-before: deps-rust
+	@git worktree remove --force $(BEFORE_SRC) 2>/dev/null || rm -rf $(BEFORE_SRC)
+	@git worktree prune
+	git worktree add --quiet --detach $(BEFORE_SRC) $(BEFORE_REV)
+	trap 'git -C $(CURDIR) worktree remove --force $(BEFORE_SRC)' EXIT; \
+	  cd $(BEFORE_SRC) && CARGO_TARGET_DIR=$(CURDIR)/target/before \
+	  cargo build --release --target $(TARGET) --bin config-reloader
+
+# The full run rebuilds the image from this tree and sizes it by ID (target/image.id).
+bench: deps-bench build-test-bins bench-before image
 	cargo build -p bench
-	target/debug/bench $(if $(filter bench-smoke,$@),--smoke)
+	target/debug/bench --image $$(cat target/image.id) \
+	  --before $(BEFORE_BIN) --before-rev $(BEFORE_REV) \
+	  $(if $(wildcard $(TINY_BIN)),--tiny $(TINY_BIN))
+
+bench-smoke: deps-bench build-test-bins
+	cargo build -p bench
+	target/debug/bench --smoke
+
+# ---- tiny (issue 10): the same source, with std rebuilt for size by nightly ----
+#   make tiny   target/tiny/…/config-reloader and config-reloader-sidecar:tiny, then checks its
+#               budgets: binary ≤ 192 KiB, idle VmHWM ≤ 512 KiB. Not part of `make test`.
+# - -Z build-std=std,panic_abort compiles std with the flags below instead of linking rustup's
+#   prebuilt one; build-std-features=optimize_for_size picks std's smaller code paths.
+# - -Cpanic=immediate-abort: a panic is an abort instruction, with no message formatting or
+#   unwinding machinery; -Cforce-unwind-tables=no then drops the unwind tables (.eh_frame is
+#   80 B, musl's start files', against 33 KiB in the stable binary). opt-level z.
+# - -Crelocation-model=static: a static non-PIE executable. PIE measured 198,792 B here (over
+#   the 196,608 B budget): its 7 KiB of .rela.dyn, the self-relocation at start and GOT-relative
+#   code; non-PIE is 194,192 B. What it gives up is ASLR of the binary's own code and data
+#   (the stack, heap and mmaps stay randomised); the stable image stays static-pie.
+# The toolchain is installed only when missing (rustup would otherwise update nightly on every
+# run). The image is Dockerfile.scratch built from its own context, target/tiny/context/, whose
+# target/dist/amd64/ holds the tiny binary where the Dockerfile looks for it: the staged
+# stable binaries in target/dist/ stay as they are. x86_64 only.
+.PHONY: tiny deps-tiny
+TINY_TOOLCHAIN := nightly
+TINY_DIR       := target/tiny
+TINY_BIN       := $(TINY_DIR)/$(TARGET)/release/config-reloader
+TINY_IMAGE     := config-reloader-sidecar:tiny
+TINY_RUSTFLAGS := -Zunstable-options -Cpanic=immediate-abort -Cforce-unwind-tables=no \
+                  -Crelocation-model=static
+TINY_MAX_BYTES := 196608
+TINY_MAX_HWM   := 512
+deps-tiny:
+	@command -v rustup >/dev/null || { echo "make tiny: rustup is not installed; it needs rustup to install the $(TINY_TOOLCHAIN) toolchain" >&2; exit 1; }
+	@if ! rustup run $(TINY_TOOLCHAIN) rustc -V >/dev/null 2>&1 \
+	    || ! rustup component list --installed --toolchain $(TINY_TOOLCHAIN) | grep -q '^rust-src' \
+	    || ! rustup target list --installed --toolchain $(TINY_TOOLCHAIN) | grep -qx $(TARGET); then \
+	  echo "installing the $(TINY_TOOLCHAIN) toolchain with rust-src and $(TARGET)"; \
+	  mkdir -p target; \
+	  rustup toolchain install $(TINY_TOOLCHAIN) --profile minimal -c rust-src -t $(TARGET) >/dev/null 2>target/tiny-toolchain.log \
+	    || { echo "make tiny: cannot install the $(TINY_TOOLCHAIN) toolchain (rustup toolchain install $(TINY_TOOLCHAIN) --profile minimal -c rust-src -t $(TARGET) failed, see target/tiny-toolchain.log)" >&2; exit 1; }; \
+	fi
+
+tiny: deps-tiny
+	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
+	  cargo +$(TINY_TOOLCHAIN) build --release --target $(TARGET) --bin config-reloader \
+	  --target-dir $(TINY_DIR) -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+	@install -D -m 0755 $(TINY_BIN) $(TINY_DIR)/context/target/dist/amd64/config-reloader
+	docker build --quiet -f Dockerfile.scratch \
+	  --build-arg TARGETARCH=amd64 --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) \
+	  -t $(TINY_IMAGE) $(TINY_DIR)/context >/dev/null
+	@docker image prune -f $(PRUNE_OLD) >/dev/null
+	@size=$$(stat -c %s $(TINY_BIN)); image=$$(docker image inspect -f '{{.Size}}' $(TINY_IMAGE)); \
+	hwm=$$(scripts/idle-hwm.sh $(TINY_BIN)); \
+	echo "tiny: binary $$size bytes, budget $(TINY_MAX_BYTES) ($$(( $(TINY_MAX_BYTES) / 1024 )) KiB)"; \
+	echo "tiny: image $(TINY_IMAGE) $$image bytes"; \
+	echo "tiny: idle VmHWM $$hwm KiB, budget $(TINY_MAX_HWM) KiB"; \
+	[ "$$size" -le $(TINY_MAX_BYTES) ] || { echo "make tiny: binary over budget: $$size > $(TINY_MAX_BYTES) bytes" >&2; exit 1; }; \
+	[ "$$image" -le $(TINY_MAX_BYTES) ] || { echo "make tiny: image over budget: $$image > $(TINY_MAX_BYTES) bytes" >&2; exit 1; }; \
+	[ "$$hwm" -le $(TINY_MAX_HWM) ] || { echo "make tiny: idle VmHWM over budget: $$hwm > $(TINY_MAX_HWM) KiB" >&2; exit 1; }
 
 # ---- soak (issue 5): kubelet updates, each awaited, against the static release binary ----
 #   make soak   10,000 updates (SOAK_UPDATES=N to change); fds, VmRSS/VmHWM, signals per update

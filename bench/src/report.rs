@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::builds::Each;
+
 /// One figure: a number when there is one (for the ratio and the JSON), and how to show it.
 #[derive(Clone, Debug, Default)]
 pub struct Val {
@@ -61,6 +63,8 @@ pub struct Row {
     pub baseline: Val,
     /// Whether baseline ÷ ours means anything for this row.
     pub ratio: bool,
+    /// The same measure for the other builds of ours (before the std port, tiny), if taken.
+    pub builds: Each<Val>,
 }
 
 impl Row {
@@ -97,6 +101,10 @@ pub struct Meta {
     pub baseline_versions: String,
     /// Wall time of the whole run (s).
     pub wall_s: f64,
+    /// Header of the "before" column, when that build was measured.
+    pub before: Option<String>,
+    /// Whether the `make tiny` build was measured.
+    pub tiny: bool,
 }
 
 /// Shows `x` with 3 significant-ish digits.
@@ -138,21 +146,47 @@ pub fn markdown(meta: &Meta, rows: &[Row], notes: &[String]) -> String {
             .replace("\"$2\"", "NAME"),
         meta.baseline_versions
     );
-    s.push_str("| # | measure | unit | ours | budget | met | baseline | baseline ÷ ours |\n");
-    s.push_str("|---|---|---|---:|---|---|---:|---:|\n");
+    // Extra builds get a column only when measured: before ours, tiny after it.
+    let (before, tiny) = (meta.before.as_deref(), meta.tiny);
+    let _ = writeln!(
+        s,
+        "| # | measure | unit | {}{}{}| budget | met | baseline | baseline ÷ ours |",
+        before.map_or(String::new(), |b| format!("{b} | ")),
+        if before.is_some() {
+            "after (ours) "
+        } else {
+            "ours "
+        },
+        if tiny { "| tiny " } else { "" },
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|{}---:|{}---|---|---:|---:|",
+        if before.is_some() { "---:|" } else { "" },
+        if tiny { "---:|" } else { "" },
+    );
+    let cell = |v: &Option<Val>| v.as_ref().map_or("", |v| v.text.as_str()).to_string();
     for r in rows {
         let met = match r.met {
             Some(true) => "met",
             Some(false) => "**missed**",
             None => "",
         };
+        let mut ours = String::new();
+        if before.is_some() {
+            let _ = write!(ours, "{} | ", cell(&r.builds.before));
+        }
+        ours.push_str(&r.ours.text);
+        if tiny {
+            let _ = write!(ours, " | {}", cell(&r.builds.tiny));
+        }
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.fig,
             r.metric,
             r.unit,
-            r.ours.text,
+            ours,
             r.budget.as_deref().unwrap_or(""),
             met,
             r.baseline.text,
@@ -182,12 +216,19 @@ pub fn json(meta: &Meta, rows: &[Row], notes: &[String], raw: &[(String, Vec<f64
     for (k, v) in fields {
         let _ = write!(s, "{}: {}, ", q(k), q(v));
     }
+    let _ = write!(
+        s,
+        "\"before\": {}, \"tiny\": {}, ",
+        meta.before.as_deref().map_or("null".into(), q),
+        meta.tiny
+    );
     let _ = write!(s, "\"wall_s\": {}}},\n  \"rows\": [\n", num(meta.wall_s));
     for (i, r) in rows.iter().enumerate() {
         let _ = write!(
             s,
             "    {{\"fig\": {}, \"metric\": {}, \"unit\": {}, \"ours\": {}, \"ours_text\": {}, \
-             \"budget\": {}, \"met\": {}, \"baseline\": {}, \"baseline_text\": {}, \"ratio\": {}}}",
+             \"budget\": {}, \"met\": {}, \"baseline\": {}, \"baseline_text\": {}, \"ratio\": {}, \
+             \"before\": {}, \"tiny\": {}}}",
             r.fig,
             q(&r.metric),
             q(r.unit),
@@ -198,6 +239,8 @@ pub fn json(meta: &Meta, rows: &[Row], notes: &[String], raw: &[(String, Vec<f64
             r.baseline.num.map_or("null".into(), num),
             q(&r.baseline.text),
             r.ratio_value().map_or("null".into(), num),
+            opt(&r.builds.before),
+            opt(&r.builds.tiny),
         );
         s.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
     }
@@ -215,6 +258,11 @@ pub fn json(meta: &Meta, rows: &[Row], notes: &[String], raw: &[(String, Vec<f64
     s.push_str(&raw.join(","));
     s.push_str("\n  }\n}\n");
     s
+}
+
+/// An extra build's figure: its number, `null` when not measured or not a number.
+fn opt(v: &Option<Val>) -> String {
+    v.as_ref().and_then(|v| v.num).map_or("null".into(), num)
 }
 
 fn num(x: f64) -> String {
@@ -293,6 +341,63 @@ mod tests {
         assert_eq!(num(1.5), "1.5");
         assert_eq!(num(2.0), "2");
         assert_eq!(num(f64::NAN), "null");
+    }
+
+    #[test]
+    fn extra_build_columns_appear_only_when_measured() {
+        let row = Row {
+            fig: 7,
+            metric: "binary".into(),
+            unit: "KiB",
+            ours: Val::num(617.0),
+            baseline: Val::num(5928.0),
+            ratio: true,
+            builds: Each {
+                before: Some(Val::num(154.0)),
+                tiny: None,
+            },
+            ..Row::default()
+        };
+        let table = |meta: &Meta| {
+            let md = markdown(meta, std::slice::from_ref(&row), &[]);
+            let lines: Vec<String> = md
+                .lines()
+                .filter(|l| l.starts_with('|'))
+                .map(String::from)
+                .collect();
+            lines
+        };
+        let plain = table(&Meta::default());
+        assert!(
+            plain[0].starts_with("| # | measure | unit | ours | budget"),
+            "{}",
+            plain[0]
+        );
+        assert_eq!(plain[2], "| 7 | binary | KiB | 617 |  |  | 5928 | 9.61× |");
+        let both = table(&Meta {
+            before: Some("before (e9aced9)".into()),
+            tiny: true,
+            ..Meta::default()
+        });
+        assert!(
+            both[0].starts_with(
+                "| # | measure | unit | before (e9aced9) | after (ours) | tiny | budget"
+            ),
+            "{}",
+            both[0]
+        );
+        // Every line has as many cells as the header; tiny was not measured for this row.
+        let cells = |l: &str| l.matches('|').count();
+        assert!(
+            both.iter().all(|l| cells(l) == cells(&both[0])),
+            "{both:#?}"
+        );
+        assert_eq!(
+            both[2],
+            "| 7 | binary | KiB | 154 | 617 |  |  |  | 5928 | 9.61× |"
+        );
+        let js = json(&Meta::default(), std::slice::from_ref(&row), &[], &[]);
+        assert!(js.contains("\"before\": 154, \"tiny\": null"), "{js}");
     }
 
     #[test]

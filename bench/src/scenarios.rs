@@ -250,7 +250,7 @@ pub fn idle(paths: &Paths, period: Duration) -> Result<(Idle, Idle), String> {
     )?;
     base.wait_ready(READY_TIMEOUT)?;
     // Let start-up finish (ours logs "watching" last; the baseline's pipe may still be forking).
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(AFTER_START);
     let (o0, b0) = (ours.usage(), base.usage());
     std::thread::sleep(period);
     let (o1, b1) = (ours.usage(), base.usage());
@@ -268,6 +268,20 @@ pub fn idle(paths: &Paths, period: Duration) -> Result<(Idle, Idle), String> {
     ours.stop();
     base.stop();
     Ok(out)
+}
+
+/// How long after the ready line figure 3 reads memory.
+const AFTER_START: Duration = Duration::from_millis(200);
+
+/// Ours alone on a one-key volume, its figures read as [`idle`] reads them: for the other
+/// builds' VmRSS and VmHWM (issue 10), which need no idle period.
+pub fn at_rest(paths: &Paths) -> Result<Usage, String> {
+    let s = Setup::new()?;
+    let running = s.start(paths, Tool::Ours, &[])?;
+    std::thread::sleep(AFTER_START);
+    let usage = running.usage();
+    running.stop();
+    Ok(usage)
 }
 
 /// Start-up times over several runs (figure 4), in ns from `execve`.
@@ -413,8 +427,6 @@ pub fn scan(paths: &Paths, sleepers: usize, reps: usize) -> Result<Scan, String>
 pub struct Sizes {
     /// Our static binary.
     pub ours_binary: u64,
-    /// `config-reloader-sidecar:latest`, if docker has it.
-    pub ours_image: Option<u64>,
     /// `sh`, `inotifywait`, `pkill` and every shared library they load (deduplicated).
     pub baseline_files: u64,
     /// Those files, for the record.
@@ -453,25 +465,22 @@ pub fn sizes(paths: &Paths) -> Sizes {
     }
     files.sort();
     files.dedup();
-    let image = Command::new("docker")
-        .args([
-            "image",
-            "inspect",
-            "-f",
-            "{{.Size}}",
-            "config-reloader-sidecar:latest",
-        ])
+    Sizes {
+        ours_binary: len(&paths.reloader),
+        baseline_files: files.iter().map(|f| len(Path::new(f))).sum(),
+        baseline_list: files,
+    }
+}
+
+/// `docker image inspect` size of `image` (a tag or an ID) in bytes, if docker has it.
+pub fn image_size(image: &str) -> Option<u64> {
+    Command::new("docker")
+        .args(["image", "inspect", "-f", "{{.Size}}", image])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
-    Sizes {
-        ours_binary: len(&paths.reloader),
-        ours_image: image,
-        baseline_files: files.iter().map(|f| len(Path::new(f))).sum(),
-        baseline_list: files,
-    }
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
 }
 
 fn which(prog: &str) -> Option<String> {
