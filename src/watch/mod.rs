@@ -44,17 +44,17 @@ const MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::ONLYDIR)
     .union(WatchMask::EXCL_UNLINK);
 
-/// One kernel watch.
+/// One kernel watch. Kept small: a tree of 10,000 directories holds 10,000 of them.
 struct Watch {
     wd: WatchDescriptor,
-    /// The path it was last added for (for logs and the subtree of a rename).
-    path: PathBuf,
+    /// The path it was last added for (for logs and the subtree of a rename); boxed, exactly
+    /// as long as it is.
+    path: Box<Path>,
     /// The inode it sits on, as the listing reported it.
     ino: u64,
-    /// A directory of a configured tree, seen by the walk `gen`.
-    content: Option<u64>,
-    /// Names whose events mean a configured path may lead elsewhere now (see `rearm`).
-    triggers: Vec<OsString>,
+    /// The last walk that saw it as a directory of a configured tree; 0: not content (only
+    /// a trigger watch of `rearm`).
+    seen: u32,
 }
 
 /// Directories a walk could not watch, by reason, for one summary line.
@@ -72,13 +72,17 @@ pub struct Unwatched {
 pub struct Watcher {
     inotify: Inotify,
     watches: HashMap<i32, Watch>,
-    /// Content watches by path, with the walk that last saw each path.
-    by_path: HashMap<PathBuf, (i32, u64)>,
+    /// Content watches by the inode they sit on: the walk finds a directory's watch here
+    /// and checks its path, without a second copy of every path.
+    by_ino: HashMap<u64, i32>,
+    /// Names whose events mean a configured path may lead elsewhere now (see `rearm`), by
+    /// the watch of the directory that holds them.
+    triggers: HashMap<i32, Vec<OsString>>,
     roots: Vec<PathBuf>,
     /// Which configured directories were missing at the last plan.
     missing: Vec<bool>,
-    /// The current walk.
-    gen: u64,
+    /// The current walk (from 1).
+    gen: u32,
     unwatched: Unwatched,
     /// sed-shaped files created and not yet renamed away: (watch, name, created).
     sed: Vec<(i32, OsString, Instant)>,
@@ -99,7 +103,8 @@ impl Watcher {
         let mut w = Watcher {
             inotify,
             watches: HashMap::new(),
-            by_path: HashMap::new(),
+            by_ino: HashMap::new(),
+            triggers: HashMap::new(),
             roots: roots.to_vec(),
             missing: vec![false; roots.len()],
             gen: 0,
@@ -119,42 +124,43 @@ impl Watcher {
 
     /// Number of directories watched as content.
     pub fn count(&self) -> usize {
-        self.watches
-            .values()
-            .filter(|w| w.content.is_some())
-            .count()
+        self.watches.values().filter(|w| w.seen != 0).count()
     }
 
     /// Starts a walk: the directories it ensures are the content from now on.
     pub fn begin_walk(&mut self) {
-        self.gen += 1;
+        self.gen = self.gen.wrapping_add(1).max(1);
         self.unwatched = Unwatched::default();
     }
 
     /// Makes sure `dir` (inode `ino`) is watched as content. Called by the walk before it
     /// lists `dir`, so anything that changes after the listing raises an event.
     pub fn ensure(&mut self, dir: &Path, ino: u64) {
-        if let Some((id, seen)) = self.by_path.get_mut(dir) {
-            if let Some(w) = self.watches.get_mut(id).filter(|w| w.ino == ino) {
-                *seen = self.gen;
-                w.content = Some(self.gen);
-                return;
-            }
+        let known = self
+            .by_ino
+            .get(&ino)
+            .and_then(|id| self.watches.get_mut(id));
+        if let Some(w) = known.filter(|w| *w.path == *dir) {
+            w.seen = self.gen;
+            return;
         }
+        // New, replaced (another inode at this path), or reached by another path: the kernel
+        // returns the existing descriptor for an inode it already watches.
         match self.inotify.watches().add(dir, MASK) {
             Ok(wd) => {
                 let id = wd.get_watch_descriptor_id();
                 let w = self.watches.entry(id).or_insert_with(|| Watch {
                     wd,
-                    path: PathBuf::new(),
+                    path: Box::from(dir),
                     ino,
-                    content: None,
-                    triggers: Vec::new(),
+                    seen: 0,
                 });
-                w.path = dir.to_path_buf();
+                if *w.path != *dir {
+                    w.path = Box::from(dir);
+                }
                 w.ino = ino;
-                w.content = Some(self.gen);
-                self.by_path.insert(dir.to_path_buf(), (id, self.gen));
+                w.seen = self.gen;
+                self.by_ino.insert(ino, id);
             }
             // Gone or replaced by a file since it was listed: its parent's event follows.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
@@ -172,11 +178,10 @@ impl Watcher {
     /// or replaced) are removed. Returns what could not be watched.
     pub fn sweep(&mut self) -> Unwatched {
         let gen = self.gen;
-        self.by_path.retain(|_, (_, seen)| *seen == gen);
         let stale: Vec<i32> = self
             .watches
             .iter()
-            .filter(|(_, w)| w.content.is_some_and(|g| g != gen))
+            .filter(|(_, w)| w.seen != 0 && w.seen != gen)
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -190,17 +195,18 @@ impl Watcher {
         let Some(w) = self.watches.get_mut(&id) else {
             return;
         };
-        w.content = None;
-        if w.triggers.is_empty() {
+        w.seen = 0;
+        if !self.triggers.contains_key(&id) {
             self.remove(id);
         }
     }
 
     fn remove(&mut self, id: i32) {
         if let Some(w) = self.watches.remove(&id) {
-            if self.by_path.get(&w.path).is_some_and(|(i, _)| *i == id) {
-                self.by_path.remove(&w.path);
+            if self.by_ino.get(&w.ino) == Some(&id) {
+                self.by_ino.remove(&w.ino);
             }
+            self.triggers.remove(&id);
             // Fails with EINVAL when the kernel already dropped it (IN_IGNORED): expected.
             let _ = self.inotify.watches().remove(w.wd);
         }
@@ -281,17 +287,18 @@ impl Watcher {
             log.debug(
                 "event",
                 &[
-                    ("dir", w.path.as_path().into()),
+                    ("dir", (*w.path).into()),
                     ("name", name.into()),
                     ("mask", format!("{mask:?}").into()),
                 ],
             );
         }
-        let content = w.content.is_some();
-        let is_root = content && self.roots.contains(&w.path);
+        let content = w.seen != 0;
+        let is_root = content && self.roots.iter().any(|r| **r == *w.path);
+        let triggers = self.triggers.get(&id);
         if mask.contains(EventMask::IGNORED) {
             // The kernel dropped this very watch; a newer one at the same path is untouched.
-            *replan |= is_root || !w.triggers.is_empty();
+            *replan |= is_root || triggers.is_some();
             self.remove(id);
             return content.then_some(Change::DirGone);
         }
@@ -309,7 +316,7 @@ impl Watcher {
         }
         let name = name?;
         let mut change = None;
-        if w.triggers.iter().any(|t| t == name) {
+        if triggers.is_some_and(|t| t.iter().any(|t| t == name)) {
             *replan = true;
             change = Some(Change::Rearmed);
         }
@@ -343,10 +350,10 @@ impl Watcher {
             // Stop hearing from a subtree that left; this event is ordered before any
             // re-creation at the same path, so only the old watches are under it now.
             let gone: Vec<i32> = self
-                .by_path
+                .watches
                 .iter()
-                .filter(|(p, _)| p.starts_with(&path))
-                .map(|(_, (i, _))| *i)
+                .filter(|(_, w)| w.seen != 0 && w.path.starts_with(&path))
+                .map(|(i, _)| *i)
                 .collect();
             gone.into_iter().for_each(|i| self.unmark(i));
         }

@@ -94,27 +94,24 @@ impl Watcher {
                 wanted.entry(dir).or_default().push(name);
             }
         }
-        let ids: Vec<i32> = self.watches.keys().copied().collect();
+        // Every trigger watch is planned afresh: those no longer needed go, unless content.
+        let ids: Vec<i32> = self.triggers.drain().map(|(id, _)| id).collect();
         for id in ids {
-            if let Some(w) = self.watches.get_mut(&id) {
-                w.triggers.clear();
-                if w.content.is_none() {
-                    self.remove(id);
-                }
+            if self.watches.get(&id).is_some_and(|w| w.seen == 0) {
+                self.remove(id);
             }
         }
         for (dir, names) in wanted {
             match self.inotify.watches().add(&dir, MASK) {
                 Ok(wd) => {
                     let id = wd.get_watch_descriptor_id();
-                    let w = self.watches.entry(id).or_insert_with(|| Watch {
+                    self.watches.entry(id).or_insert_with(|| Watch {
                         wd,
-                        path: dir.clone(),
+                        path: Box::from(dir.as_path()),
                         ino: 0,
-                        content: None,
-                        triggers: Vec::new(),
+                        seen: 0,
                     });
-                    w.triggers = names;
+                    self.triggers.insert(id, names);
                 }
                 Err(e) => log.warn(
                     "cannot watch directory",
