@@ -14,7 +14,8 @@ use crate::{mounts, poll, reload, webhook};
 pub fn run(cfg: &Config) -> ExitCode {
     let mut out = String::new();
     let mut ok = true;
-    for (dir, n) in cfg.dirs.iter().zip(reload::count_dirs(&cfg.dirs)) {
+    let mounts = mounts::all();
+    for (dir, n) in cfg.dirs.iter().zip(reload::count_dirs(&cfg.dirs, &mounts)) {
         let kubelet = dir.join("..data").symlink_metadata().is_ok();
         let kind = if kubelet { ", kubelet volume" } else { "" };
         out.push_str(&format!(
@@ -23,7 +24,6 @@ pub fn run(cfg: &Config) -> ExitCode {
         ));
         ok &= dir.is_dir();
     }
-    let mounts = mounts::all();
     for m in mounts::pinned(&cfg.dirs, &mounts) {
         let (point, kind) = (m.point.display(), m.kind);
         out.push_str(&format!(

@@ -67,6 +67,55 @@ fn unescape(s: &[u8]) -> PathBuf {
     PathBuf::from(OsString::from_vec(out))
 }
 
+/// Kernel interfaces mounted as filesystems: never configuration, and some of their files never
+/// end (`/proc/kcore`), block, or change on every read.
+const KERNEL: [&str; 19] = [
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "devpts",
+    "bpf",
+    "pstore",
+    "configfs",
+    "efivarfs",
+    "selinuxfs",
+    "fusectl",
+    "binfmt_misc",
+    "mqueue",
+    "hugetlbfs",
+    "rpc_pipefs",
+    "nsfs",
+];
+
+/// Whether `fstype` (as mountinfo names it) is a kernel interface.
+pub fn is_kernel(fstype: &str) -> bool {
+    KERNEL.contains(&fstype)
+}
+
+/// The filesystem type holding `path`: that of the longest mount point above it.
+pub fn fstype_of<'a>(path: &Path, mounts: &'a [Mount]) -> Option<&'a str> {
+    let real = path.canonicalize().ok()?;
+    mounts
+        .iter()
+        .filter(|m| real.starts_with(&m.point))
+        .max_by_key(|m| m.point.as_os_str().len())
+        .map(|m| m.fstype.as_str())
+}
+
+/// The mount points of kernel interfaces (`/proc`, `/sys`, ...): a walk of `/` must not read
+/// them.
+pub fn kernel_points(mounts: &[Mount]) -> Vec<PathBuf> {
+    mounts
+        .iter()
+        .filter(|m| is_kernel(&m.fstype))
+        .map(|m| m.point.clone())
+        .collect()
+}
+
 /// A mount under or above a configured directory that the kubelet will never update.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Pinned {
@@ -153,5 +202,18 @@ mod tests {
         assert_eq!(m[0].root, PathBuf::from("/a b"));
         assert_eq!(m[0].point, PathBuf::from("/mnt/x\\y"));
         assert_eq!(m[0].fstype, "fuse.bindfs");
+    }
+
+    #[test]
+    fn kernel_interfaces_are_known_by_their_type_and_found_by_path() {
+        let text = b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:5 / /proc rw - proc proc rw\n3 1 0:6 / /sys rw - sysfs sysfs rw\n4 1 0:7 / /tmp rw - tmpfs tmpfs rw\n";
+        let m = parse(text);
+        assert_eq!(
+            kernel_points(&m),
+            vec![PathBuf::from("/proc"), PathBuf::from("/sys")]
+        );
+        assert!(is_kernel("cgroup2") && !is_kernel("tmpfs") && !is_kernel("fuse.bindfs"));
+        let real = parse(&fs::read("/proc/self/mountinfo").unwrap());
+        assert_eq!(fstype_of(Path::new("/proc/self"), &real), Some("proc"));
     }
 }

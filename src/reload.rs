@@ -11,6 +11,7 @@ use crate::config::{Config, Targets};
 use crate::fingerprint::{self, Cut, Fingerprint, Report};
 use crate::limits;
 use crate::log::Logger;
+use crate::mounts;
 use crate::settle::Settle;
 use crate::signal::{self, Signal};
 use crate::sys::Pid;
@@ -26,6 +27,8 @@ pub struct Reloads {
     cuts: Vec<Cut>,
     /// What could not be watched, as last logged.
     unwatched: Unwatched,
+    /// Kernel interfaces mounted below a configured directory, never walked.
+    skip: Vec<PathBuf>,
 }
 
 impl Reloads {
@@ -35,6 +38,7 @@ impl Reloads {
             last: None,
             cuts: Vec::new(),
             unwatched: Unwatched::default(),
+            skip: mounts::kernel_points(&mounts::all()),
         };
         let report = r.walk(cfg, watcher, log);
         r.last = report.outcome.ok();
@@ -45,7 +49,9 @@ impl Reloads {
     /// finds, logs what it could not watch or follow.
     fn walk(&mut self, cfg: &Config, watcher: &mut Watcher, log: &Logger) -> Report {
         watcher.begin_walk();
-        let report = fingerprint::take(&cfg.dirs, &mut |dir, ino| watcher.ensure(dir, ino));
+        let report = fingerprint::take(&cfg.dirs, &self.skip, &mut |dir, ino| {
+            watcher.ensure(dir, ino)
+        });
         if report.outcome.is_ok() {
             let unwatched = watcher.sweep();
             if unwatched != self.unwatched {
@@ -252,11 +258,12 @@ pub fn refuse(cfg: &Config, log: &Logger, p: &Process, verdict: &Verdict) {
 }
 
 /// The directories of a walk that `--check` reports: every real directory of each tree.
-pub fn count_dirs(dirs: &[PathBuf]) -> Vec<usize> {
+pub fn count_dirs(dirs: &[PathBuf], mounts: &[mounts::Mount]) -> Vec<usize> {
+    let skip = mounts::kernel_points(mounts);
     dirs.iter()
         .map(|d| {
             let mut n = 0;
-            fingerprint::take(std::slice::from_ref(d), &mut |_, _| n += 1);
+            fingerprint::take(std::slice::from_ref(d), &skip, &mut |_, _| n += 1);
             n
         })
         .collect()

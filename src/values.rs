@@ -9,6 +9,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::mounts;
 use crate::signal::Signal;
 use crate::url::Url;
 
@@ -66,6 +67,7 @@ pub fn boolean(source: &str, value: &str) -> Result<bool, ConfigError> {
 /// A comma-separated list of existing directories, trimmed and deduplicated; paths are bytes.
 pub fn dirs(source: &str, value: &OsStr) -> Result<Vec<PathBuf>, ConfigError> {
     let shown = quote(value);
+    let all_mounts = mounts::all();
     let mut dirs: Vec<PathBuf> = Vec::new();
     for item in value
         .as_bytes()
@@ -81,6 +83,9 @@ pub fn dirs(source: &str, value: &OsStr) -> Result<Vec<PathBuf>, ConfigError> {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return err(format!("{source}={shown}: {item} is not a directory; give directories, not files (watching a file misses atomic replacements)")),
             Err(e) => return err(format!("{source}={shown}: {item} cannot be used: {}; give existing directories separated by commas", io_reason(&e))),
+        }
+        if let Some(fs) = mounts::fstype_of(&path, &all_mounts).filter(|f| mounts::is_kernel(f)) {
+            return err(format!("{source}={shown}: {item} is on {fs}, a kernel interface, not configuration; give the directories your app reads its configuration from"));
         }
         // `Path`'s own equality ignores `a//b` and trailing-slash differences.
         if !dirs.contains(&path) {

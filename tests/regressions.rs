@@ -221,3 +221,49 @@ fn layouts_that_collided_without_length_framing_are_told_apart() {
     let got = app.expect_exactly(1, T, QUIET);
     assert_eq!(got[0].content.as_deref(), Ok(collided));
 }
+
+// ---- Kernel interfaces as configuration ----
+
+/// Was: `--check` with CONFIG_DIR=/proc/self never ended (it read files there that block or
+/// never end), and neither did a walk of a tree with `/proc` mounted below it (CONFIG_DIR=/).
+/// A directory on a kernel interface is refused as bad input; one mounted below a configured
+/// directory counts by its name only, and is neither read nor watched.
+#[test]
+fn kernel_interfaces_are_refused_as_config_dirs_and_never_walked() {
+    let name = unique_name("kernelfs");
+    for dir in ["/proc/self", "/sys/fs"] {
+        let env = [("CONFIG_DIR", dir), ("PROCESS_NAME", name.as_str())];
+        let out = testkit::reloader::command(support::bin(), &env, &["--check"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{dir}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{dir}: {stderr}");
+        assert!(stderr.contains("kernel interface"), "{dir}: {stderr}");
+    }
+
+    // /proc mounted below a configured directory, in a private mount namespace.
+    let dir = TempDir::new("kernelfs").unwrap();
+    write(&dir.join("app.conf"), "v1");
+    fs::create_dir_all(dir.join("sub/proc")).unwrap();
+    let script = format!(
+        "mount -t proc proc {}/sub/proc && exec {} --check",
+        dir.path().display(),
+        support::bin().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CONFIG_DIR", dir.path())
+        .env("PROCESS_NAME", &name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The configured directory and sub/; nothing of the thousands of directories in /proc.
+    assert!(
+        stdout.contains(&format!("watch {} (2 directories)", dir.path().display())),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

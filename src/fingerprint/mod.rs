@@ -92,9 +92,12 @@ const KUBELET: u8 = 8;
 const UNSTABLE: u8 = 9;
 
 /// Fingerprints `dirs` in order, calling `on_dir(path, inode)` for each real directory.
-pub fn take(dirs: &[PathBuf], on_dir: &mut dyn FnMut(&Path, u64)) -> Report {
+/// Directories in `skip` (the mount points of kernel interfaces such as `/proc`) count by
+/// their name only: the walk neither reads nor watches them.
+pub fn take(dirs: &[PathBuf], skip: &[PathBuf], on_dir: &mut dyn FnMut(&Path, u64)) -> Report {
     let mut w = Walker {
         on_dir,
+        skip,
         cuts: Vec::new(),
         linked: 0,
         incomplete: None,
@@ -168,6 +171,7 @@ struct Frame {
 
 struct Walker<'a> {
     on_dir: &'a mut dyn FnMut(&Path, u64),
+    skip: &'a [PathBuf],
     cuts: Vec<Cut>,
     /// Entries reached through symlinks so far.
     linked: usize,
@@ -253,6 +257,10 @@ impl Walker<'_> {
             let Some((child_id, child_mode)) = next else {
                 continue;
             };
+            if self.skip.contains(&path) {
+                h.write_u8(SPECIAL);
+                continue;
+            }
             if !child_mode.real {
                 if let Some(reason) = self.cut_reason(child_id, child_mode, &ids) {
                     h.write_u8(CUT);

@@ -27,7 +27,7 @@ impl Drop for Dir {
 
 fn report(d: &Dir) -> (Report, Vec<PathBuf>) {
     let mut seen = Vec::new();
-    let r = take(std::slice::from_ref(&d.0), &mut |p, _| {
+    let r = take(std::slice::from_ref(&d.0), &[], &mut |p, _| {
         seen.push(p.to_path_buf())
     });
     (r, seen)
@@ -163,7 +163,7 @@ fn a_huge_symlinked_tree_is_cut_once_per_reason_quickly() {
     }
     fs::create_dir(d.at("conf")).unwrap();
     symlink(d.at("huge/l0"), d.at("conf/zz")).unwrap();
-    let r = take(&[d.at("conf")], &mut |_, _| {});
+    let r = take(&[d.at("conf")], &[], &mut |_, _| {});
     assert!(r.outcome.is_ok());
     assert!(r.cuts.len() <= 3, "one cut per reason: {:?}", r.cuts.len());
     assert!(
@@ -235,6 +235,24 @@ fn nested_symlinked_dirs_stop_at_the_depth_cap() {
 fn a_missing_directory_is_reported() {
     let d = Dir::new("missing");
     let gone = d.at("nope");
-    let r = take(&[d.0.clone(), gone.clone()], &mut |_, _| {});
+    let r = take(&[d.0.clone(), gone.clone()], &[], &mut |_, _| {});
     assert_eq!(r.outcome, Err(gone));
+}
+
+#[test]
+fn skipped_directories_count_by_name_only() {
+    let d = Dir::new("skip");
+    fs::create_dir_all(d.at("kernel/deep")).unwrap();
+    fs::write(d.at("kernel/deep/f"), "1").unwrap();
+    let skip = [d.at("kernel")];
+    let mut seen = Vec::new();
+    let r = take(std::slice::from_ref(&d.0), &skip, &mut |p, _| {
+        seen.push(p.to_path_buf())
+    });
+    assert_eq!(seen, vec![d.0.clone()], "neither read nor watched");
+    fs::write(d.at("kernel/deep/f"), "2").unwrap();
+    assert_eq!(
+        take(std::slice::from_ref(&d.0), &skip, &mut |_, _| {}).outcome,
+        r.outcome
+    );
 }
