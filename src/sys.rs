@@ -22,7 +22,10 @@ pub struct Pid(i32);
 impl Pid {
     /// `None` for 0, negatives and our own pid.
     pub fn new(raw: i32) -> Option<Pid> {
-        (raw > 0 && raw.unsigned_abs() != std::process::id()).then_some(Pid(raw))
+        // musl makes getpid a syscall each time, and the /proc scan asks once per process.
+        static OWN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let own = *OWN.get_or_init(std::process::id);
+        (raw > 0 && raw.unsigned_abs() != own).then_some(Pid(raw))
     }
 
     /// The number.
@@ -209,22 +212,49 @@ pub fn kill(pid: Pid, sig: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid.get(), sig) }.into()).map(drop)
 }
 
-/// Opens `path` relative to the directory `dir`, read-only and close-on-exec: the `/proc` scan
-/// opens `PID/comm` under one `/proc` fd instead of walking `/proc` again for every process.
-pub fn open_at(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: a live directory fd and a NUL-terminated path that outlives the call; on success
-    // the fd is new and ours alone.
+/// Opens `path` read-only, close-on-exec and non-blocking (a fifo must not hang us), relative
+/// to the directory `dir` or, without one, to the working directory. One syscall: the `/proc`
+/// scan opens `PID/comm` under one `/proc` fd instead of walking `/proc` again for every
+/// process, and std's `File::open` on musl adds an `fcntl` to every open.
+pub fn open_at(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<OwnedFd> {
+    let dir = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    // SAFETY: a live directory fd (or AT_FDCWD) and a NUL-terminated path that outlives the
+    // call; on success the fd is new and ours alone.
     unsafe {
-        let fd = check(
-            libc::openat(
-                dir.as_raw_fd(),
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-            .into(),
-        )?;
+        let fd = check(libc::openat(dir, path.as_ptr(), flags).into())?;
         Ok(OwnedFd::from_raw_fd(fd as RawFd))
     }
+}
+
+/// Opens `path` with [`open_at`] as a `File`.
+pub fn open(path: &Path) -> io::Result<std::fs::File> {
+    let path = CString::new(path.as_os_str().as_bytes())?;
+    open_at(None, &path).map(std::fs::File::from)
+}
+
+/// A small file of `/proc` in one read (the kernel renders it whole up to a page), with a
+/// second read only if it filled the buffer: three syscalls, where `fs::read` makes six.
+pub fn read_small(path: &str) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = open(Path::new(path))?;
+    let mut buf = vec![0; 4096];
+    let mut len = 0;
+    loop {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len == buf.len() {
+                    buf.resize(len * 2, 0);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 /// The filesystem type (`f_type`, a magic number from statfs(2)) that holds `path`.
 pub fn fs_type(path: &Path) -> io::Result<i64> {

@@ -103,7 +103,7 @@ pub fn pick_roots(matches: Vec<Process>) -> Vec<Process> {
 /// the syscalls it must: `openat` of `PID/comm` relative to one `/proc` fd, one read, close.
 /// `stat` and `cmdline` are read only for a name that matches.
 pub fn scan(wanted: &[u8]) -> io::Result<Vec<Process>> {
-    let proc_dir = File::open("/proc")?;
+    let proc_dir = sys::open(std::path::Path::new("/proc"))?;
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc")? {
         let Ok(entry) = entry else { continue };
@@ -118,8 +118,8 @@ pub fn scan(wanted: &[u8]) -> io::Result<Vec<Process>> {
         // An error (the process exited: ENOENT/ESRCH) skips it; EINTR cannot happen, as every
         // signal we take is blocked and read from a signalfd.
         let mut comm = [0u8; 32];
-        let Ok(n) =
-            sys::open_at(proc_dir.as_fd(), &path).and_then(|fd| File::from(fd).read(&mut comm))
+        let Ok(n) = sys::open_at(Some(proc_dir.as_fd()), &path)
+            .and_then(|fd| File::from(fd).read(&mut comm))
         else {
             continue;
         };
@@ -127,7 +127,7 @@ pub fn scan(wanted: &[u8]) -> io::Result<Vec<Process>> {
         if !name_matches(wanted, comm, || argv0(pid)) {
             continue;
         }
-        let Ok(stat) = fs::read(format!("/proc/{}/stat", pid.get())) else {
+        let Ok(stat) = sys::read_small(&format!("/proc/{}/stat", pid.get())) else {
             continue;
         };
         match parse_stat(&stat) {
@@ -157,7 +157,7 @@ pub fn descends_from(p: &Process, ancestor: Pid) -> bool {
             return false;
         }
         pid = ppid;
-        ppid = match fs::read(format!("/proc/{pid}/stat"))
+        ppid = match sys::read_small(&format!("/proc/{pid}/stat"))
             .ok()
             .as_deref()
             .and_then(parse_stat)
@@ -171,7 +171,7 @@ pub fn descends_from(p: &Process, ancestor: Pid) -> bool {
 
 /// The process `pid` as a target, if it is alive.
 pub fn process(pid: Pid) -> Option<Process> {
-    let stat = fs::read(format!("/proc/{}/stat", pid.get())).ok()?;
+    let stat = sys::read_small(&format!("/proc/{}/stat", pid.get())).ok()?;
     let s = parse_stat(&stat).filter(|s| s.state != b'Z' && s.state != b'X')?;
     Some(Process {
         pid,
@@ -195,7 +195,7 @@ fn parse_pid(name: &[u8]) -> Option<i32> {
 /// The start time of `pid`; ESRCH once it is gone.
 pub fn start_time(pid: Pid) -> io::Result<u64> {
     let gone = || io::Error::from_raw_os_error(libc::ESRCH);
-    let stat = fs::read(format!("/proc/{}/stat", pid.get())).map_err(|_| gone())?;
+    let stat = sys::read_small(&format!("/proc/{}/stat", pid.get())).map_err(|_| gone())?;
     parse_stat(&stat).map(|s| s.start_time).ok_or_else(gone)
 }
 
@@ -216,7 +216,7 @@ pub fn pin(p: &Process) -> io::Result<Recipient> {
 }
 
 fn argv0(pid: Pid) -> Option<Vec<u8>> {
-    let mut buf = fs::read(format!("/proc/{}/cmdline", pid.get())).ok()?;
+    let mut buf = sys::read_small(&format!("/proc/{}/cmdline", pid.get())).ok()?;
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     buf.truncate(end);
     Some(buf)

@@ -16,7 +16,7 @@ use std::fs;
 use std::io;
 
 use crate::signal::Signal;
-use crate::sys::Pid;
+use crate::sys::{self, Pid};
 
 /// How a process as a whole would take a signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl Verdict {
 /// thread that does not block it, its `wchan`. Any process's status is readable; `wchan`
 /// needs ptrace read access (same UID, or CAP_SYS_PTRACE) and reads `0` without it.
 pub fn judge(pid: Pid, sig: Signal) -> io::Result<Verdict> {
-    let status = fs::read(format!("/proc/{}/status", pid.get()))?;
+    let status = sys::read_small(&format!("/proc/{}/status", pid.get()))?;
     let field = |name: &str| status_field(&status, name);
     let mask = |name: &str| field(name).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
     let (Some(caught), Some(ignored)) = (mask("SigCgt"), mask("SigIgn")) else {
@@ -175,7 +175,7 @@ pub fn judge(pid: Pid, sig: Signal) -> io::Result<Verdict> {
 /// `None` when the thread is gone.
 fn thread_state(pid: Pid, tid: i32, sig: Signal) -> Option<Thread> {
     let dir = format!("/proc/{}/task/{tid}", pid.get());
-    let status = fs::read(format!("{dir}/status")).ok()?;
+    let status = sys::read_small(&format!("{dir}/status")).ok()?;
     let blocked =
         status_field(&status, "SigBlk").and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
     if blocked & sig.bit() != 0 {
@@ -184,7 +184,7 @@ fn thread_state(pid: Pid, tid: i32, sig: Signal) -> Option<Thread> {
     // wchan reads 0 while the thread runs, e.g. tini between two sigtimedwait calls: look
     // again a few times before calling it unreadable.
     for _ in 0..3 {
-        match fs::read(format!("{dir}/wchan")) {
+        match sys::read_small(&format!("{dir}/wchan")) {
             Ok(w) if w.starts_with(b"do_sigtimedwait") => return Some(Thread::Waits),
             Ok(w) if !w.is_empty() && w != b"0" => return Some(Thread::Exposed),
             Ok(_) => std::thread::yield_now(),

@@ -65,11 +65,11 @@ impl Walker<'_> {
                 return true;
             }
             let mut inner = DefaultHasher::new();
-            self.tree(&mut inner, &target, target_id, inner_mode, &path);
+            let data_names = self.tree(&mut inner, &target, target_id, inner_mode, &path);
             if fs::read_link(&data).ok().as_ref() == Some(&before) {
                 h.write_u8(KUBELET);
                 h.write_u64(inner.finish());
-                if !links_match(visible, &target) && self.incomplete.is_none() {
+                if !links_match(visible, data_names) && self.incomplete.is_none() {
                     self.incomplete = Some(dir.to_path_buf());
                 }
                 return true;
@@ -81,21 +81,16 @@ impl Walker<'_> {
     }
 }
 
-/// Whether the volume's visible names are exactly the top-level names under `..data`: the
-/// kubelet links added keys and unlinks removed ones only after the commit.
-fn links_match(visible: &[Entry], target: &Path) -> bool {
-    let Ok(listing) = fs::read_dir(target) else {
-        return false;
-    };
-    let mut data: Vec<OsString> = listing
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| !names::is_internal(n))
-        .collect();
+/// Whether the volume's visible names are exactly the top-level names under `..data` (as the
+/// walk listed them, both without `..` internals): the kubelet links added keys and unlinks
+/// removed ones only after the commit. Scratch-shaped names are left out of both sides: a
+/// visible link is never a real directory, so the listing keeps a scratch-named key
+/// directory that its link lost.
+fn links_match(visible: &[Entry], mut data: Vec<OsString>) -> bool {
     let mut shown: Vec<&OsString> = visible.iter().map(|e| &e.name).collect();
-    // `visible` already lacks editor scratch names; the kubelet writes none, drop them alike.
-    data.retain(|n| !names::is_scratch(n) || visible.iter().any(|e| &e.name == n));
+    data.retain(|n| !names::is_scratch(n));
+    shown.retain(|n| !names::is_scratch(n));
     data.sort_unstable();
     shown.sort_unstable();
-    data.len() == shown.len() && data.iter().zip(shown).all(|(a, b)| a == b)
+    data.len() == shown.len() && data.iter().zip(shown).all(|(a, b)| *a == *b)
 }

@@ -18,13 +18,14 @@
 //! re-checks that each directory is watched on its current inode.
 
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::names;
+use crate::sys;
 
 /// A digest of the content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +102,6 @@ pub fn take(dirs: &[PathBuf], skip: &[PathBuf], on_dir: &mut dyn FnMut(&Path, u6
         cuts: Vec::new(),
         linked: 0,
         incomplete: None,
-        buf: vec![0; 64 * 1024],
     };
     let mut h = DefaultHasher::new();
     for dir in dirs {
@@ -176,7 +176,6 @@ struct Walker<'a> {
     /// Entries reached through symlinks so far.
     linked: usize,
     incomplete: Option<PathBuf>,
-    buf: Vec<u8>,
 }
 
 /// A length-prefixed byte string.
@@ -200,11 +199,14 @@ impl Walker<'_> {
         id: (u64, u64),
         mode: Mode,
         outer: &[(u64, u64)],
-    ) {
+    ) -> Vec<OsString> {
         let mut stack: Vec<Frame> = Vec::new();
         // The identities of every directory on the current path, for loop detection.
         let mut ids: Vec<(u64, u64)> = outer.to_vec();
+        // The root's names, returned: a kubelet volume compares them with its links.
+        let mut top = Vec::new();
         if let Some(frame) = self.open(h, root.to_path_buf(), id, mode, &ids) {
+            top = frame.entries.iter().map(|e| e.name.clone()).collect();
             ids.push(frame.id);
             stack.push(frame);
         }
@@ -274,6 +276,7 @@ impl Walker<'_> {
                 stack.push(frame);
             }
         }
+        top
     }
 
     fn cut_reason(
@@ -356,22 +359,19 @@ impl Walker<'_> {
 
     /// A file's bytes, framed by their length, into one digest field.
     fn file(&mut self, h: &mut DefaultHasher, path: &Path) {
-        // O_NONBLOCK: a fifo that replaced the file since the listing must not hang the open.
-        let mut f = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-        {
+        // Non-blocking: a fifo that replaced the file since the listing must not hang the open.
+        let mut f = match sys::open(path) {
             Ok(f) => f,
             Err(e) => return error(h, &e),
         };
         let mut inner = DefaultHasher::new();
         let mut len = 0u64;
+        let mut buf = [0u8; 16 * 1024];
         loop {
-            match f.read(&mut self.buf) {
+            match f.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    inner.write(&self.buf[..n]);
+                    inner.write(&buf[..n]);
                     len += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
