@@ -117,16 +117,19 @@ fn serve(cfg: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if cfg.command.is_empty() && cfg.process_name.is_some() && !target::others_visible() {
-        log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
-    }
-    mounts::warn_pinned(&cfg.dirs, &log);
+    // Read once: the poll plan, the walk and the warnings all look at the same mounts.
+    let mounts = mounts::all();
     // The poll's first stamps come before the baseline: a change landing between the two is
     // then in the baseline or found by the first poll. Taken after, it was in the stamps only,
     // and on a blind filesystem nothing else would ever report it.
-    let poller = poller(cfg, &log);
-    // The baseline is taken before the app starts, so the app never misses a change.
-    let reloads = Reloads::start(cfg, &mut watcher, &log);
+    let poller = poller(cfg, &mounts, &log);
+    // The baseline is taken before the app starts, so the app never misses a change; the
+    // watches are armed in the same walk. The warnings come after: nothing waits for them.
+    let reloads = Reloads::start(cfg, &mut watcher, &mounts, &log);
+    if cfg.command.is_empty() && cfg.process_name.is_some() && !target::others_visible() {
+        log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
+    }
+    mounts::warn_pinned(&cfg.dirs, &mounts, &log);
     let child = match cfg.command.is_empty() {
         true => None,
         false => match child::spawn(&cfg.command) {
@@ -155,8 +158,8 @@ fn serve(cfg: &Config) -> ExitCode {
 }
 
 /// The poll timer `cfg.poll` asks for; one `info polling` line per polled directory.
-fn poller(cfg: &Config, log: &Logger) -> Poller {
-    let plan = poll::plan(cfg.poll, &cfg.dirs, &mounts::all());
+fn poller(cfg: &Config, mounts: &[mounts::Mount], log: &Logger) -> Poller {
+    let plan = poll::plan(cfg.poll, &cfg.dirs, mounts);
     log_polling(&plan, &plan.dirs, log);
     Poller::new(plan.every, plan.dirs, Instant::now())
 }

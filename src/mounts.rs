@@ -161,8 +161,8 @@ pub fn is_subpath_root(root: &Path) -> bool {
 }
 
 /// Logs a warning per pinned mount; called once at start.
-pub fn warn_pinned(dirs: &[PathBuf], log: &Logger) {
-    for m in pinned(dirs, &all()) {
+pub fn warn_pinned(dirs: &[PathBuf], mounts: &[Mount], log: &Logger) {
+    for m in pinned(dirs, mounts) {
         let hint = match m.kind {
             "subPath" => "a subPath mount is never updated by the kubelet; mount the whole volume and point CONFIG_DIR at it",
             _ => "a single-file bind mount keeps the old inode when the file is replaced; mount the directory instead",

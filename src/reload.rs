@@ -33,12 +33,17 @@ pub struct Reloads {
 
 impl Reloads {
     /// The first walk: arms every watch and takes the baseline in one pass.
-    pub fn start(cfg: &Config, watcher: &mut Watcher, log: &Logger) -> Reloads {
+    pub fn start(
+        cfg: &Config,
+        watcher: &mut Watcher,
+        mounts: &[mounts::Mount],
+        log: &Logger,
+    ) -> Reloads {
         let mut r = Reloads {
             last: None,
             cuts: Vec::new(),
             unwatched: Unwatched::default(),
-            skip: mounts::kernel_points(&mounts::all()),
+            skip: mounts::kernel_points(mounts),
         };
         let report = r.walk(cfg, watcher, log);
         r.last = report.outcome.ok();
