@@ -11,8 +11,9 @@ use std::os::unix::ffi::OsStringExt;
 use std::process::Command;
 
 use support::{bin, env, spawn_app, tracee, under_strace, QUIET, T};
-use testkit::apps::{debian, workspace_bin};
+use testkit::apps::debian;
 use testkit::recorder::{contents, Recorder};
+use testkit::reloader::workspace_bin;
 use testkit::reloader::{code, command, expect_sent, field, path_str, Reloader};
 use testkit::{unique_name, wait_until, TempDir};
 

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::report::Val;
+use crate::report::{Each, Val};
 use crate::run::Paths;
 
 /// The extra builds given on the command line; either may be absent.
@@ -25,15 +25,6 @@ pub struct Builds {
 pub const IMAGE: &str = "config-reloader-sidecar:latest";
 /// The image `make tiny` tags.
 pub const TINY_IMAGE: &str = "config-reloader-sidecar:tiny";
-
-/// One figure for each extra build that was measured.
-#[derive(Clone, Debug, Default)]
-pub struct Each<T> {
-    /// The build before the std port.
-    pub before: Option<T>,
-    /// The `make tiny` build.
-    pub tiny: Option<T>,
-}
 
 impl Builds {
     /// What the extra columns are, for the progress line and the notes; `None` without any.

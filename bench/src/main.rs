@@ -734,7 +734,7 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
         // The other builds only at the largest count: each run forks that many sleepers.
         let s_x = match Some(procs) == largest {
             true => builds.run(paths, |p| scenarios::scan(p, procs, plan.scan_reps))?,
-            false => builds::Each::default(),
+            false => report::Each::default(),
         };
         let budget = (procs == 10_000).then_some("≤ 1.2× before");
         let took = |s: &scenarios::Scan| median(&s.took_ms);
@@ -854,7 +854,7 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
         budget: Some(format!("≤ {budget} KiB")),
         met: ours_image.map(|s| s <= budget * 1024),
         baseline: Val::none(),
-        builds: builds::Each {
+        builds: report::Each {
             before: bin_x.before.map(kib),
             tiny: bin_x.tiny.map(|_| image(tiny_image)),
         },

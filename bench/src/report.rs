@@ -2,7 +2,14 @@
 
 use std::fmt::Write as _;
 
-use crate::builds::Each;
+/// One figure for each extra build that was measured.
+#[derive(Clone, Debug, Default)]
+pub struct Each<T> {
+    /// The build before the std port.
+    pub before: Option<T>,
+    /// The `make tiny` build.
+    pub tiny: Option<T>,
+}
 
 /// One figure: a number when there is one (for the ratio and the JSON), and how to show it.
 #[derive(Clone, Debug, Default)]

@@ -11,28 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::recorder::{Mode, Options, Program};
+use crate::reloader::workspace_bin;
 use crate::wait_until;
-
-/// Path of the testkit binary `name` (`sigrecord`, `sigwaiter`, `nopidfd`) built with the
-/// workspace: `target/<profile>/NAME` next to the running test executable.
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join(name))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} binary not found at {candidates:?}: build it with `cargo test --workspace` (make test does)"
-            )
-        })
-}
 
 /// `path`, which the Debian package `package` installs; panics with one line if it is missing.
 pub fn debian(path: &str, package: &str) -> PathBuf {

@@ -26,7 +26,7 @@ pub fn sigrecord_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("SIGRECORD_BIN") {
         return PathBuf::from(path);
     }
-    crate::apps::workspace_bin("sigrecord")
+    crate::reloader::workspace_bin("sigrecord")
 }
 
 /// Which dispositions `sigrecord` sets up; the signal lists are comma lists like

@@ -72,6 +72,27 @@ pub fn release_build(triple: &str, name: &str, make: &str) -> PathBuf {
     bin
 }
 
+/// Path of the testkit binary `name` (`sigrecord`, `sigwaiter`, `nopidfd`) built with the
+/// workspace: `target/<profile>/NAME` next to the running test executable.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} binary not found at {candidates:?}: build it with `cargo test --workspace` (make test does)"
+            )
+        })
+}
+
 /// Builds a config-reloader command with a clean environment (only PATH is kept), so the
 /// settings of the developer's shell never leak into a test.
 pub fn command(bin: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
