@@ -26,7 +26,7 @@ pub const FORWARDED: [i32; 8] = [
 ];
 
 /// A running app.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Child {
     /// Its pid.
     pub pid: Pid,

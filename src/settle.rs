@@ -59,9 +59,9 @@ impl Settle {
         }
     }
 
-    /// Whether a change is pending.
-    pub fn pending(&self) -> bool {
-        self.window.is_some()
+    /// Drops the pending change, if any (we are stopping); whether there was one.
+    pub fn cancel(&mut self) -> bool {
+        self.window.take().is_some()
     }
 
     /// Once the pending change is due, closes the window and returns when it opened.
