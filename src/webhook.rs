@@ -4,9 +4,13 @@
 //!
 //! HTTP/1.1 over a plain socket, `Connection: close`, `Content-Length: 0`; only the status line
 //! and headers are read, at most 8 KiB. Nothing here blocks: the connect, the write and the
-//! read are driven by the main loop's `ppoll`, and each attempt has a deadline. A failed
-//! attempt is retried with backoff until one succeeds; a change decided while a request is on
-//! its way is coalesced into one more request after it. Credentials never reach a log line.
+//! read are driven by the main loop's `ppoll`, and each attempt has a deadline. An attempt the
+//! app cannot have acted on (no connection, a request not wholly sent) or that it refused (a
+//! status other than 2xx) is retried with backoff until one succeeds. One wholly sent that got
+//! no status (timed out, reset, closed) may well have been applied, as Prometheus's synchronous
+//! `/-/reload` is after the timeout: it is logged as outcome unknown and not sent again for the
+//! same change. A change decided while a request is on its way is coalesced into one more
+//! request after it. Credentials never reach a log line.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,7 +21,7 @@ use crate::log::Logger;
 use crate::sys::{self, Interest, Ready};
 use crate::url::Url;
 
-/// At most this much of the response is read: the status line and headers are enough.
+/// At most this much of the response is read: only its status line is needed.
 const MAX_RESPONSE: usize = 8 * 1024;
 /// First pause after a failure, doubled per failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -135,7 +139,7 @@ impl Webhook {
                 if matches!(stage, Stage::Sending { .. }) {
                     self.unreachable(&why, now, log);
                 } else {
-                    self.failed(&why, now, log);
+                    self.unknown(&why, now, log);
                 }
             }
             Stage::Sending { sock, written } if ready.write => self.send(sock, written, now, log),
@@ -200,13 +204,14 @@ impl Webhook {
                 Ok(0) => break true,
                 Ok(n) => {
                     got.extend_from_slice(&buf[..n]);
-                    if got.len() >= MAX_RESPONSE || got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    // The status line is all we need, however its line ends (a bare LF too).
+                    if got.len() >= MAX_RESPONSE || got.contains(&b'\n') {
                         break true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.failed(&e.to_string(), now, log),
+                Err(e) => return self.unknown(&e.to_string(), now, log),
             }
         };
         if !eof {
@@ -216,7 +221,8 @@ impl Webhook {
         match status(&got) {
             Some(code) if (200..300).contains(&code) => self.succeeded(code, now, log),
             Some(code) => self.failed(&format!("status {code}"), now, log),
-            None => self.failed("no HTTP status line in the answer", now, log),
+            None if got.is_empty() => self.unknown("closed without an answer", now, log),
+            None => self.unknown("no HTTP status line in the answer", now, log),
         }
     }
 
@@ -246,6 +252,23 @@ impl Webhook {
     fn unreachable(&mut self, why: &str, now: Instant, log: &Logger) {
         self.addr = (self.addr + 1) % self.url.addrs.len();
         self.failed(why, now, log);
+    }
+
+    /// The whole request was sent but no status came back: the app may have applied it, so it
+    /// is not sent again for this change (a slow reload endpoint would be reloaded over and
+    /// over). A newer change still gets its own request.
+    fn unknown(&mut self, why: &str, now: Instant, log: &Logger) {
+        log.warn(
+            "reload request outcome unknown; not resending it for this change",
+            &[
+                ("url", self.url.shown().into()),
+                ("error", why.into()),
+                ("attempt", (self.attempts as usize).into()),
+                ("hint", "the app may have reloaded; if it takes longer than RELOAD_WEBHOOK_TIMEOUT to answer, raise it".into()),
+            ],
+        );
+        self.stage = Stage::Idle;
+        self.next(now, log);
     }
 
     fn failed(&mut self, why: &str, now: Instant, log: &Logger) {
@@ -314,6 +337,7 @@ mod tests {
     fn status_lines() {
         assert_eq!(status(b"HTTP/1.1 200 OK\r\n\r\n"), Some(200));
         assert_eq!(status(b"HTTP/1.0 503 Busy\r\n"), Some(503));
+        assert_eq!(status(b"HTTP/1.1 200 OK\n\n"), Some(200));
         assert_eq!(status(b"SSH-2.0-OpenSSH\r\n"), None);
     }
 }

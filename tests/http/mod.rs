@@ -26,6 +26,9 @@ pub enum Answer {
     Hang,
     /// Answers `CODE` only after [`Server::release`].
     Held(u16),
+    /// `HTTP/1.1 CODE OK\n\n`, lines ended by a bare LF, and keeps the connection open until
+    /// the client closes it (as some embedded servers do).
+    BareLf(u16),
 }
 
 /// One request as received.
@@ -179,6 +182,18 @@ fn serve(s: &Shared, mut conn: TcpStream) {
     s.changed.notify_all();
     let code = match answer {
         Answer::Status(code) => code,
+        Answer::BareLf(code) => {
+            let _ = conn.write_all(format!("HTTP/1.1 {code} OK\n\n").as_bytes());
+            let _ = conn.set_read_timeout(None);
+            let mut buf = [0u8; 64];
+            while !s.stop.load(Ordering::SeqCst) {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            return;
+        }
         Answer::Hang => {
             // Read until the client gives up (EOF or error), never writing a byte.
             let _ = conn.set_read_timeout(None);
@@ -242,4 +257,78 @@ pub fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
         .map_or("", |(_, b)| b)
         .to_string();
     Some((code, body))
+}
+
+/// Python's own `http.server` (Debian's python3) answering every POST with 200 after `delay`
+/// seconds, as a synchronous reload endpoint does (Prometheus's `/-/reload` reads and applies
+/// the whole configuration before it answers). Killed and reaped on drop.
+pub struct SlowPython {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl SlowPython {
+    /// Starts it; each POST it receives is one line in `log` (written when it arrives).
+    pub fn start(delay: f64, log: &std::path::Path) -> SlowPython {
+        use std::io::BufRead;
+        let script = r#"
+import http.server, sys, time
+delay, log = float(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        with open(log, "a") as f:
+            f.write(self.path + "\n")
+        time.sleep(delay)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_port, flush=True)
+s.serve_forever()
+"#;
+        let python = testkit::apps::debian("/usr/bin/python3", "python3");
+        let mut child = std::process::Command::new(python)
+            .args(["-c", script, &delay.to_string()])
+            .arg(log)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn python3 http.server");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("python3 stdout");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("python3 prints its port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("port: {line:?}"));
+        SlowPython {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// POSTs received so far.
+    pub fn posts(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for SlowPython {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
