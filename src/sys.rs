@@ -1,5 +1,5 @@
 //! The few syscalls neither std nor the `inotify` crate offers: signal masks and signalfd,
-//! `ppoll`, pidfds and `kill`, `openat` under `/proc`, `statfs`, `waitpid`, and a non-blocking
+//! the terminal's foreground group and the subreaper bit for the app, `ppoll`, pidfds and `kill`, `openat` under `/proc`, `statfs`, `waitpid`, and a non-blocking
 //! TCP connect. Every `unsafe` of the crate is here, one syscall per wrapper, with typed
 //! arguments; what an error means is the caller's call.
 
@@ -99,6 +99,30 @@ pub fn unblock_signals_on_exec(cmd: &mut Command) {
             .map(drop)
         });
     }
+}
+
+/// Makes the child `cmd` starts the foreground process group of the terminal on its stdin,
+/// as tini does: then the terminal's Ctrl-C (SIGINT to the foreground group) reaches the app
+/// alone, once, and the app may read the terminal. Runs after std has put the child in a group
+/// of its own (`process_group(0)`) and before the hook that clears its signal mask: until then
+/// our mask blocks SIGTTOU, which tcsetpgrp from a background group would otherwise raise.
+/// Its error (ENOTTY: stdin is no terminal of ours) is ignored: the app runs either way.
+pub fn foreground_on_exec(cmd: &mut Command) {
+    // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe calls
+    // may run: getpgrp and tcsetpgrp are (signal-safety(7)); both take and return integers.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
+            Ok(())
+        });
+    }
+}
+
+/// Registers us as a child subreaper (PR_SET_CHILD_SUBREAPER, Linux 3.4): orphans of the app
+/// are re-parented to us, not to PID 1, so we reap them when we are not PID 1 ourselves.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes integers and touches no memory of ours.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }.into()).map(drop)
 }
 
 /// A new non-blocking, close-on-exec signalfd reading the (blocked) signals of `set`.

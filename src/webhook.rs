@@ -99,9 +99,12 @@ impl Webhook {
         }
     }
 
-    /// Whether a request is on its way or waiting for its retry.
-    pub fn busy(&self) -> bool {
-        !matches!(self.stage, Stage::Idle)
+    /// We are stopping: the request on its way is abandoned (its socket closed), and neither it
+    /// nor a coalesced newer one is sent or retried; whether there was one.
+    pub fn cancel(&mut self) -> bool {
+        let again = std::mem::take(&mut self.again);
+        let busy = !matches!(std::mem::replace(&mut self.stage, Stage::Idle), Stage::Idle);
+        busy || again
     }
 
     /// The socket to wait on, if a request is on its way.

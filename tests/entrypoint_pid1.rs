@@ -29,7 +29,7 @@ fn orphan_script() -> String {
 
 /// The `sleep` children of `pid1`, once all [`ORPHANS`] are there and alive.
 fn await_orphans(pid1: i32) -> Vec<Proc> {
-    wait_until(T, "the orphans to be re-parented to PID 1", || {
+    wait_until(T, "the orphans to be re-parented to the reloader", || {
         let sleeps: Vec<Proc> = children(pid1)
             .into_iter()
             .filter(|k| k.comm == "sleep" && k.state != 'Z')
@@ -88,6 +88,27 @@ fn as_pid_1_the_orphans_an_app_abandons_are_reaped_when_they_die() {
     assert_eq!(left[0].comm, name);
     assert!(rel.is_running(), "{}", rel.log());
     assert!(rel.lines("info app exited").is_empty(), "{}", rel.log());
+}
+
+/// Not PID 1 (`docker run --init`, a pod's pause container, a shell): the reloader is a child
+/// subreaper, so the orphans of its app come to it and are reaped, as they are when it is PID 1.
+#[test]
+fn not_pid_1_the_orphans_an_app_abandons_come_to_the_reloader_and_are_reaped() {
+    let tmp = TempDir::new("subreaper").unwrap();
+    let (recorder, out) = sigrecord(tmp.path(), &unique_name("subreap"), &[]);
+    let mut app = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!(r#"{}exec "$@""#, orphan_script()),
+        "sh".into(),
+    ];
+    app.extend(recorder);
+    let rel = entry::start(&[("CONFIG_DIR", path_str(tmp.path()))], &app);
+    entry::await_ready(&out);
+    let orphans = await_orphans(rel.pid());
+    kill_orphans_and_await_reaping(rel.pid(), &orphans);
+    assert_eq!(children(rel.pid()).len(), 1, "only the app is left");
+    assert!(rel.is_running(), "{}", rel.log());
 }
 
 /// The sidecar image without `--` is PID 1 of its container too when the pod does not share

@@ -70,10 +70,18 @@ pub fn serve(cfg: &Config) -> ExitCode {
     mounts::warn_pinned(&cfg.dirs, &mounts, &log);
     let child = match cfg.command.is_empty() {
         true => None,
-        false => match child::spawn(&cfg.command) {
-            Ok(c) => Some(c),
-            Err(e) => return crate::fatal(e.code, &e.line),
-        },
+        false => {
+            if std::process::id() != 1 {
+                if let Err(e) = sys::become_subreaper() {
+                    let error = e.to_string().into();
+                    log.warn("cannot become a child subreaper; orphans of the app go to PID 1, which must reap them", &[("error", error)]);
+                }
+            }
+            match child::spawn(&cfg.command) {
+                Ok(c) => Some(c),
+                Err(e) => return crate::fatal(e.code, &e.line),
+            }
+        }
     };
     let request = cfg
         .webhook
@@ -234,7 +242,7 @@ impl Daemon<'_> {
                 None
             }
             (libc::SIGCHLD, Some(app)) => self.reap(app),
-            (s, Some(app)) if child::FORWARDED.contains(&s) => {
+            (s, Some(app)) if child::forwards(s) => {
                 self.log.info(
                     "forwarding signal to the app",
                     &[
@@ -261,7 +269,7 @@ impl Daemon<'_> {
     fn stop(&mut self, sig: Signal) -> Option<ExitCode> {
         self.stopping = true;
         let pending = self.sources.settle.cancel();
-        let in_flight = self.sources.request.as_ref().is_some_and(Webhook::busy);
+        let in_flight = self.sources.request.as_mut().is_some_and(Webhook::cancel);
         let pending = if pending || in_flight {
             "dropped"
         } else {
