@@ -56,7 +56,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(Some("RELOAD_TARGETS"), "--targets", Some("roots|all"), Some("roots"), "roots: matches whose parent does not match (nginx master, not workers); all: every match"),
     setting(Some("RELOAD_WEBHOOK_URL"), "--webhook-url", Some("URL"), None, "also, or instead, reload over HTTP: http://HOST[:PORT]/PATH, e.g. http://127.0.0.1:9090/-/reload; user:password@ becomes Basic auth"),
     setting(Some("RELOAD_WEBHOOK_METHOD"), "--webhook-method", Some("METHOD"), Some("POST"), "method of the reload request: POST, PUT, GET, PATCH or DELETE"),
-    setting(Some("RELOAD_WEBHOOK_TIMEOUT"), "--webhook-timeout", Some("DURATION"), Some("10s"), "how long one reload request may take before it is retried"),
+    setting(Some("RELOAD_WEBHOOK_TIMEOUT"), "--webhook-timeout", Some("DURATION"), Some("10s"), "how long one reload request may take; one wholly sent that gets no answer is not resent for that change"),
     setting(Some("RELOAD_POLL_INTERVAL"), "--poll-interval", Some("auto|DURATION|0"), Some("auto"), "auto: every 5s poll the directories on FUSE, 9p, NFS, CIFS or Ceph, whose outside changes raise no inotify event; a duration: poll every directory; 0: never"),
     setting(Some("RELOAD_FORCE"), "--force", None, Some("false"), "send even to a process that neither catches, blocks, waits for nor ignores the signal (it may die)"),
     setting(Some("VERBOSE"), "--verbose", None, Some("false"), "log every event considered (true/1)"),
