@@ -173,6 +173,8 @@ impl Daemon<'_> {
         }
     }
 
+    /// Asks every source, waits once, acts on what each reports, in order; until a stop
+    /// without an app, or the app's exit.
     fn run(mut self) -> ExitCode {
         loop {
             let mut woken = self.sources.wait(&self.log);
