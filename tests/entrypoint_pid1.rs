@@ -103,12 +103,15 @@ fn not_pid_1_the_orphans_an_app_abandons_come_to_the_reloader_and_are_reaped() {
         "sh".into(),
     ];
     app.extend(recorder);
-    let rel = entry::start(&[("CONFIG_DIR", path_str(tmp.path()))], &app);
+    let mut rel = entry::start(&[("CONFIG_DIR", path_str(tmp.path()))], &app);
     entry::await_ready(&out);
     let orphans = await_orphans(rel.pid());
     kill_orphans_and_await_reaping(rel.pid(), &orphans);
     assert_eq!(children(rel.pid()).len(), 1, "only the app is left");
     assert!(rel.is_running(), "{}", rel.log());
+    // Forwarded: the app exits cleanly, and so does the reloader; nothing is left behind.
+    rel.signal(libc::SIGTERM);
+    assert_eq!(entry::exit_code(&mut rel), 0, "{}", rel.log());
 }
 
 /// The sidecar image without `--` is PID 1 of its container too when the pod does not share

@@ -23,6 +23,17 @@ use testkit::recorder::received_in;
 use testkit::reloader::{command, field, path_str, run_to_exit};
 use testkit::{kill, unique_name, wait_until, TempDir};
 
+/// Processes a test started that must not outlive it, even when it fails: SIGKILLed on drop.
+struct Leftovers(Vec<i32>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            let _ = kill(p, libc::SIGKILL);
+        }
+    }
+}
+
 /// Regression: SIGALRM, SIGPWR and the real-time signals were dropped, not forwarded (only a
 /// list of eight was); tini forwards everything but SIGCHLD.
 #[test]
@@ -32,7 +43,9 @@ fn alrm_pwr_and_realtime_signals_reach_the_app() {
     let sent = [libc::SIGALRM, libc::SIGPWR, 37];
     let (app, out) = sigrecord(tmp.path(), &unique_name("fwdall"), &["--catch", "14,30,37"]);
     let mut rel = start(&[("CONFIG_DIR", path_str(tmp.path()))], &app);
-    assert_eq!(await_ready(&out), child_pid(&rel));
+    let app_pid = await_ready(&out);
+    let _app = Leftovers(vec![app_pid]);
+    assert_eq!(app_pid, child_pid(&rel));
     for (i, &sig) in sent.iter().enumerate() {
         rel.signal(sig);
         wait_until(T, &format!("signal {sig} to reach the app"), || {
@@ -62,7 +75,7 @@ fn nothing_is_retried_or_sent_after_a_stop_was_forwarded() {
     let url = format!("http://127.0.0.1:{}/-/reload", closed_port());
     let env = [("CONFIG_DIR", path_str(&dir)), ("RELOAD_WEBHOOK_URL", &url)];
     let mut rel = start(&env, &app);
-    await_ready(&out);
+    let _app = Leftovers(vec![await_ready(&out)]);
 
     assert!(vol.update(&kv(&[("app.conf", "v2")])).unwrap());
     rel.wait_lines("warn reload request failed; retrying", 1, T);
@@ -113,14 +126,11 @@ print(os.waitstatus_to_exitcode(status), flush=True)
 /// The driver and the pids it runs; everything killed and reaped on drop.
 struct Pty {
     driver: Child,
-    pids: Vec<i32>,
+    pids: Leftovers,
 }
 
 impl Drop for Pty {
     fn drop(&mut self) {
-        for &p in &self.pids {
-            let _ = kill(p, libc::SIGKILL);
-        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -173,12 +183,12 @@ fn one_ctrl_c_in_a_terminal_reaches_the_app_once() {
     let mut stdin = driver.stdin.take().unwrap();
     let mut pty = Pty {
         driver,
-        pids: Vec::new(),
+        pids: Leftovers(Vec::new()),
     };
     let rel: i32 = lines.recv_timeout(T).unwrap().trim().parse().unwrap();
-    pty.pids.push(rel);
+    pty.pids.0.push(rel);
     let app_pid = await_ready(&out);
-    pty.pids.push(app_pid);
+    pty.pids.0.push(app_pid);
     wait_until(T, "the reloader to log `info watching`", || {
         let text = fs::read_to_string(&screen).unwrap_or_default();
         text.contains("info watching").then_some(())
