@@ -232,3 +232,26 @@ fn a_script_whose_interpreter_is_missing_names_the_interpreter() {
     );
     assert!(!stderr.contains("not found"), "{stderr}");
 }
+
+/// The same for a program whose dynamic loader is missing (a glibc program in a musl image):
+/// the line names the loader. Here a copy of Debian's `true` with its loader path altered.
+#[test]
+fn a_program_whose_dynamic_loader_is_missing_names_the_loader() {
+    let tmp = TempDir::new("entry-loader").unwrap();
+    let mut elf = fs::read("/usr/bin/true").unwrap();
+    let loaders = ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"];
+    let (at, loader) = loaders
+        .iter()
+        .find_map(|l| Some((elf.windows(l.len()).position(|w| w == l.as_bytes())?, *l)))
+        .expect("/usr/bin/true names a known loader");
+    let missing = format!("{}X", &loader[..loader.len() - 1]);
+    elf[at..at + loader.len()].copy_from_slice(missing.as_bytes());
+    let program = tmp.join("app");
+    fs::write(&program, elf).unwrap();
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+    let env = [("CONFIG_DIR", path_str(tmp.path()))];
+    let (status, _, stderr) = run_to_exit(bin(), &env, &["--", path_str(&program)]);
+    assert_eq!(testkit::reloader::code(status), 127, "{stderr}");
+    let says = format!("its ELF interpreter (dynamic loader) {missing:?} is missing");
+    assert!(stderr.contains(&says), "{stderr}");
+}
