@@ -25,6 +25,8 @@ mod mounts;
 mod names;
 mod poll;
 mod reload;
+mod retry;
+mod runtime;
 mod settle;
 mod signal;
 mod sys;
@@ -207,7 +209,7 @@ impl Daemon<'_> {
         if cfg.command.is_empty() {
             for (p, verdict) in reload::targets(cfg, None, &self.log) {
                 if !verdict.sends(cfg.force) {
-                    reload::refuse(cfg, &self.log, &p, &verdict);
+                    retry::refuse(cfg, &self.log, &p, &verdict, false);
                 }
             }
         }
@@ -221,6 +223,7 @@ impl Daemon<'_> {
                 self.settle.deadline(),
                 self.poller.deadline(),
                 self.webhook.as_ref().and_then(Webhook::deadline),
+                self.reloads.retry.deadline(),
             ]
             .into_iter()
             .flatten()
@@ -286,6 +289,7 @@ impl Daemon<'_> {
             if let Some(w) = &mut self.webhook {
                 w.advance(ready.get(2).copied().unwrap_or_default(), now, &self.log);
             }
+            self.reloads.retry.due(self.cfg, Instant::now(), &self.log);
             if let Some(first) = self
                 .settle
                 .take_due(Instant::now())
@@ -326,7 +330,7 @@ impl Daemon<'_> {
         // A pending reload is dropped: SIGTERM usually means the whole pod is stopping, and a
         // reload racing the app's own shutdown helps nobody.
         let busy = self.webhook.as_ref().is_some_and(Webhook::busy);
-        let pending = if self.settle.pending() || busy {
+        let pending = if self.settle.pending() || busy || self.reloads.retry.pending() {
             "dropped"
         } else {
             "none"
@@ -378,6 +382,7 @@ impl Daemon<'_> {
                 // sent from here on, the pending one included.
                 self.stopping = true;
                 self.settle = Settle::new(self.cfg.debounce, self.cfg.max_delay);
+                self.reloads.retry.cancel();
             }
             self.log.info(
                 "forwarding signal to the app",

@@ -12,11 +12,11 @@ use crate::fingerprint::{self, Cut, Fingerprint, Report};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
+use crate::retry::{self, Outcome, Retry};
 use crate::settle::Settle;
-use crate::signal::{self, Signal};
 use crate::sys::Pid;
 use crate::target::{self, Process};
-use crate::verdict::{self, Handling, Verdict};
+use crate::verdict::{self, Verdict};
 use crate::watch::{Unwatched, Watcher};
 
 /// What the loop remembers between reloads.
@@ -29,6 +29,8 @@ pub struct Reloads {
     unwatched: Unwatched,
     /// Kernel interfaces mounted below a configured directory, never walked.
     skip: Vec<PathBuf>,
+    /// The targets of the last change that could not take the signal yet.
+    pub retry: Retry,
 }
 
 impl Reloads {
@@ -44,6 +46,7 @@ impl Reloads {
             cuts: Vec::new(),
             unwatched: Unwatched::default(),
             skip: mounts::kernel_points(mounts),
+            retry: Retry::default(),
         };
         let report = r.walk(cfg, watcher, log);
         r.last = report.outcome.ok();
@@ -125,7 +128,7 @@ impl Reloads {
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
         self.last = Some(fp);
-        signal_all(cfg, child, log, now);
+        signal_all(cfg, child, log, now, &mut self.retry);
         true
     }
 }
@@ -183,83 +186,29 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
     // A process that exits while we look is skipped.
     chosen
         .into_iter()
-        .filter_map(|p| Some((p, verdict::judge(p.pid, cfg.signal).ok()?)))
+        .filter_map(|p| {
+            Some((
+                p,
+                verdict::judge(p.pid, cfg.signal, cfg.trust_handler).ok()?,
+            ))
+        })
         .collect()
 }
 
-/// Signals every target that can take the signal; `started` is when the settle fired.
-fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) {
-    let sig = cfg.signal;
+/// Signals every target that can take the signal; `started` is when the settle fired. The
+/// refusals that waiting may lift replace what `retry` had pending.
+fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant, retry: &mut Retry) {
+    let mut refused = Vec::new();
     for (p, verdict) in targets(cfg, child, log) {
-        if !verdict.sends(cfg.force) {
-            refuse(cfg, log, &p, &verdict);
-            continue;
-        }
-        if !verdict.sends(false) {
-            log.warn(
-                "sending anyway because RELOAD_FORCE is set; the default action may kill it",
-                &[
-                    ("pid", p.pid.get().into()),
-                    ("signal", sig.name().into()),
-                    ("reason", verdict.reason().into()),
-                ],
-            );
-        }
-        match target::pin(&p).and_then(|to| signal::send(&to, sig)) {
-            Ok(()) => log.info(
-                "reloaded",
-                &[
-                    ("pid", p.pid.get().into()),
-                    ("name", cfg.name().into()),
-                    ("signal", sig.name().into()),
-                    ("took_ms", started.elapsed().into()),
-                ],
-            ),
-            Err(e) => send_failed(cfg, log, &p, sig, &e),
+        if retry::deliver(cfg, log, &p, &verdict, started, 1) == Outcome::Refused {
+            let again = verdict.handling.retried() && !cfg.retry_for.is_zero();
+            retry::refuse(cfg, log, &p, &verdict, again);
+            if again {
+                refused.push(p);
+            }
         }
     }
-}
-
-fn send_failed(cfg: &Config, log: &Logger, p: &Process, sig: Signal, e: &std::io::Error) {
-    let hint = match e.raw_os_error() {
-        Some(libc::EPERM) => {
-            "run the sidecar with the app's UID (securityContext.runAsUser) or give it CAP_KILL"
-        }
-        Some(libc::ESRCH) => {
-            "the process exited after the scan; its successor gets the next change"
-        }
-        _ => "see the detail",
-    };
-    log.error(
-        "signal failed",
-        &[
-            ("pid", p.pid.get().into()),
-            ("name", cfg.name().into()),
-            ("signal", sig.name().into()),
-            ("error", signal::errno_name(e).into()),
-            ("detail", e.to_string().into()),
-            ("hint", hint.into()),
-        ],
-    );
-}
-
-/// Logs why `p` is not signalled.
-pub fn refuse(cfg: &Config, log: &Logger, p: &Process, verdict: &Verdict) {
-    let hint = match verdict.handling {
-        Handling::Unknown => "run the sidecar with the app's UID so it may read the thread's state, or set RELOAD_FORCE=true if the app waits for the signal",
-        _ => "make the app handle the signal, choose another RELOAD_SIGNAL, or set RELOAD_FORCE=true",
-    };
-    log.warn(
-        &format!("refusing to send {}", cfg.signal.name()),
-        &[
-            ("pid", p.pid.get().into()),
-            ("name", cfg.name().into()),
-            ("signal", cfg.signal.name().into()),
-            ("handling", verdict.handling.as_str().into()),
-            ("reason", verdict.reason().into()),
-            ("hint", hint.into()),
-        ],
-    );
+    retry.replace(refused, started, cfg);
 }
 
 /// The directories of a walk that `--check` reports: every real directory of each tree.
