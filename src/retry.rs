@@ -108,22 +108,18 @@ pub fn refuse(cfg: &Config, log: &Logger, p: &Process, verdict: &Verdict, retryi
         Handling::Ignored => "start the app without ignoring the signal (no nohup), choose another RELOAD_SIGNAL, or reload it over HTTP (RELOAD_WEBHOOK_URL)",
         _ => "make the app handle the signal, choose another RELOAD_SIGNAL, or set RELOAD_FORCE=true",
     };
-    let retry = match retrying {
-        true => log::seconds(cfg.retry_for),
-        false => "no".to_string(),
-    };
-    log.warn(
-        &format!("refusing to send {}", cfg.signal.name()),
-        &[
-            ("pid", p.pid.get().into()),
-            ("name", cfg.name().into()),
-            ("signal", cfg.signal.name().into()),
-            ("handling", verdict.handling.as_str().into()),
-            ("reason", verdict.reason().into()),
-            ("retry_for", retry.into()),
-            ("hint", hint.into()),
-        ],
-    );
+    let mut fields = vec![
+        ("pid", p.pid.get().into()),
+        ("name", cfg.name().into()),
+        ("signal", cfg.signal.name().into()),
+        ("handling", verdict.handling.as_str().into()),
+        ("reason", verdict.reason().into()),
+    ];
+    if retrying {
+        fields.push(("retry_for", log::seconds(cfg.retry_for).into()));
+    }
+    fields.push(("hint", hint.into()));
+    log.warn(&format!("refusing to send {}", cfg.signal.name()), &fields);
 }
 
 /// The targets of the last change still waiting for the signal.
