@@ -2,12 +2,17 @@
  * worker it started runs on. The worker waits for SIGHUP in sigwait (blocked in it since
  * creation); the main thread leaves SIGHUP unblocked and exits. Writes sigrecord's lines.
  *
- * usage: leaderexit --out FILE [--read PATH] */
+ * glibc's pthread_exit blocks every signal in the exiting thread; --raw-exit ends the main
+ * thread with the bare exit(2) system call instead, leaving its mask as it was (SIGHUP
+ * unblocked), as a runtime without glibc's exit path does.
+ *
+ * usage: leaderexit --out FILE [--read PATH] [--raw-exit] */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static const char *out, *rd;
@@ -47,9 +52,11 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i + 1 < argc; i++) {
-        if (!strcmp(argv[i], "--out")) out = argv[++i];
-        else if (!strcmp(argv[i], "--read")) rd = argv[++i];
+    int raw = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--raw-exit")) raw = 1;
+        else if (i + 1 < argc && !strcmp(argv[i], "--out")) out = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--read")) rd = argv[++i];
     }
     sigset_t set;
     sigemptyset(&set);
@@ -58,5 +65,6 @@ int main(int argc, char **argv) {
     pthread_t t;
     pthread_create(&t, NULL, worker, NULL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    if (raw) syscall(SYS_exit, 0);
     pthread_exit(NULL);
 }

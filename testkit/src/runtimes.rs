@@ -124,8 +124,9 @@ pub fn java_sleep(name: &str) -> Options {
 }
 
 /// Options for `leaderexit` (testkit/programs/leaderexit.c) named `name`: its main thread
-/// calls pthread_exit, a worker sigwaits for SIGHUP and re-reads `read`.
-pub fn leader_exit(name: &str, read: &Path) -> Options {
+/// calls pthread_exit (`raw`: the bare exit system call, its mask left unblocked), a worker
+/// sigwaits for SIGHUP and re-reads `read`.
+pub fn leader_exit(name: &str, read: &Path, raw: bool) -> Options {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     let bin = BIN.get_or_init(|| {
         built("leaderexit", |out| {
@@ -139,7 +140,10 @@ pub fn leader_exit(name: &str, read: &Path) -> Options {
     Options {
         name: Some(name.into()),
         read: Some(read.to_path_buf()),
-        mode: Mode::Custom(Vec::new()),
+        mode: Mode::Custom(match raw {
+            true => vec!["--raw-exit".into()],
+            false => Vec::new(),
+        }),
         program: Some(Program {
             path: bin.clone(),
             args: Vec::new(),
