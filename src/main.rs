@@ -6,9 +6,11 @@
 //! with `events` for what one event means and `rearm` for configured paths that vanish or are
 //! re-pointed), `poll` (the same question where inotify is blind), `settle` (debounce),
 //! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
-//! would take the signal), `signal` (send), `webhook` (the reload request), `child` (the app
-//! as our child). `reload` wires a settle to them, `check` reports, `mounts` and `limits`
-//! explain set-ups, `log` writes the lines, `sys` wraps the few raw syscalls.
+//! would take the signal, with `runtime` for the runtimes whose handler is not the app's),
+//! `signal` (send), `webhook` (the reload request), `child` (the app as our child). `reload`
+//! wires a settle to them and `retry` sends to each target and retries those that could not
+//! take the signal yet; `check` reports, `mounts` and `limits` explain set-ups, `log` writes
+//! the lines, `sys` wraps the few raw syscalls.
 //!
 //! One thread, one blocking `ppoll` on the signalfd, the inotify fd and, while a reload request
 //! is on its way, its socket: nothing runs while nothing changes.

@@ -10,6 +10,7 @@
 //!   RELOAD_TRUST_HANDLER says the app handles it.
 //! - A process whose main thread called `pthread_exit` is alive, and judged by its threads.
 
+mod http;
 mod support;
 
 use std::fs;
@@ -286,4 +287,102 @@ fn an_app_whose_main_thread_called_pthread_exit_is_alive_and_reloaded() {
         );
         assert_eq!(exit, 0, "{line}");
     }
+}
+
+#[test]
+fn a_ruby_script_that_only_sleeps_survives_a_change_refused_as_ruby() {
+    let dir = conf_dir("ruby-sleep");
+    let name = unique_name("rubysleep");
+    let app = Recorder::spawn(runtimes::ruby_sleep(&name));
+    let line = refused_alive(dir.path(), &name, app.pid(), || app.is_alive(), "runtime");
+    assert!(line.contains("Ruby"), "{line}");
+}
+
+/// Debian's prometheus (Go; it asks for SIGHUP with signal.Notify and reloads on it), named
+/// `name`, reading `config`, on 127.0.0.1:`port`; killed and reaped on drop.
+struct Prometheus {
+    child: std::process::Child,
+    _storage: TempDir,
+}
+
+impl Prometheus {
+    fn start(name: &str, config: &Path, port: u16) -> Prometheus {
+        let storage = TempDir::new("prom-sighup").unwrap();
+        let exe = apps::link_as(
+            storage.path(),
+            name,
+            &debian("/usr/bin/prometheus", "prometheus"),
+        );
+        let child = std::process::Command::new(exe)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                storage.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(storage.join("log")).unwrap())
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            child,
+            _storage: storage,
+        };
+        testkit::wait_until_every(
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+            "prometheus /-/ready",
+            || http::request(port, "GET", "/-/ready").filter(|(code, _)| *code == 200),
+        );
+        p
+    }
+
+    fn config_in_force(&self, port: u16) -> String {
+        http::request(port, "GET", "/api/v1/status/config").map_or_else(String::new, |(_, b)| b)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn prometheus_on_sighup_is_refused_as_go_alive_and_reloads_with_trust_handler() {
+    let dir = TempDir::new("prom-sighup-conf").unwrap();
+    let port = http::closed_port();
+    let job = |j: &str| {
+        format!("scrape_configs:\n  - job_name: {j}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
+    };
+    let file = dir.join("prometheus.yml");
+    fs::write(&file, job("sighup-v1")).unwrap();
+    let name = unique_name("prometheus");
+    let prom = Prometheus::start(&name, &file, port);
+    let pid = prom.child.id() as i32;
+    // Without the opt-in: refused, and still serving v1.
+    let rel = start(dir.path(), &name, &[]);
+    let change = || fs::write(&file, job("sighup-v2")).unwrap();
+    let line = refused_after(&rel, pid, T, change, || !alive(pid)).expect("a refusal");
+    assert_eq!(
+        field(&line, "handling").as_deref(),
+        Some("runtime"),
+        "{line}"
+    );
+    std::thread::sleep(QUIET);
+    assert!(alive(pid), "prometheus was killed:\n{}", rel.log());
+    assert!(prom.config_in_force(port).contains("sighup-v1"));
+    drop(rel);
+    // With it: one SIGHUP, the new job in force, the same process.
+    let rel = start(dir.path(), &name, &[("RELOAD_TRUST_HANDLER", "true")]);
+    fs::write(&file, job("sighup-v3")).unwrap();
+    wait_until(T, "sighup-v3 in force", || {
+        prom.config_in_force(port)
+            .contains("job_name: sighup-v3")
+            .then_some(())
+    });
+    assert_eq!(rel.lines("info reloaded").len(), 1, "{}", rel.log());
+    assert!(alive(pid), "{}", rel.log());
 }

@@ -151,3 +151,18 @@ pub fn leader_exit(name: &str, read: &Path, raw: bool) -> Options {
         ..Options::default()
     }
 }
+
+/// Options for Debian's ruby running a script that only sleeps, named `name`: the
+/// interpreter catches SIGHUP and raises SignalException, so a SIGHUP ends it.
+pub fn ruby_sleep(name: &str) -> Options {
+    let script = "File.write(ARGV[1], \"ready pid=#{Process.pid}\\n\", mode: 'a'); sleep";
+    Options {
+        name: Some(name.into()),
+        mode: Mode::Custom(Vec::new()),
+        program: Some(Program {
+            path: debian("/usr/bin/ruby", "ruby"),
+            args: vec!["-e".into(), script.into(), "--".into()],
+        }),
+        ..Options::default()
+    }
+}
