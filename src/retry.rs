@@ -4,8 +4,10 @@
 //! starting without its handler, a sigwait loop caught between two waits) is not dropped. The
 //! processes refused at a change, each pinned by pid and start time, are judged again with
 //! backoff (50 ms, doubling to 5 s) for `RELOAD_RETRY_FOR`, and sent the signal once one can
-//! take it; then the rest is given up with one line each. Only those processes: one that
-//! started after the change read the new content already. A newer change replaces whatever is
+//! take it; then the rest is given up with one line each. Only those processes, and only
+//! while they run the program they ran then: one that started after the change, or has
+//! exec'd another program since (a wrapper script that execs the app), read the new content
+//! already. A newer change replaces whatever is
 //! pending. [`Retry`] owns its deadline and what it does when due; it never scans `/proc` for
 //! names and never fingerprints.
 
@@ -124,7 +126,8 @@ pub fn refuse(cfg: &Config, log: &Logger, p: &Process, verdict: &Verdict, retryi
 
 /// The targets of the last change still waiting for the signal.
 pub struct Retry {
-    pending: Vec<Process>,
+    /// Each refused process with its comm at the change.
+    pending: Vec<(Process, Option<Vec<u8>>)>,
     /// When the change settled.
     started: Instant,
     /// Give up after this.
@@ -156,7 +159,10 @@ impl Retry {
         if refused.is_empty() || cfg.retry_for.is_zero() {
             return;
         }
-        self.pending = refused;
+        self.pending = refused
+            .into_iter()
+            .map(|p| (p, target::comm(p.pid)))
+            .collect();
         self.started = started;
         self.until = started + cfg.retry_for;
         self.next = Some(Instant::now() + FIRST);
@@ -186,9 +192,15 @@ impl Retry {
         self.attempt += 1;
         let last = now >= self.until;
         let (attempt, started) = (self.attempt, self.started);
-        self.pending.retain(|p| {
-            // A successor under the same pid read the new content when it started.
-            if target::start_time(p.pid).ok() != Some(p.start_time) {
+        self.pending.retain(|(p, comm)| {
+            // A successor under the same pid, or another program exec'd in its place, read the
+            // new content when it started.
+            if target::start_time(p.pid).ok() != Some(p.start_time) || target::comm(p.pid) != *comm
+            {
+                log.debug(
+                    "a refused target exited or exec'd since the change; not retrying it",
+                    &[("pid", p.pid.get().into())],
+                );
                 return false;
             }
             let Ok(verdict) = verdict::judge(p.pid, cfg.signal, cfg.trust_handler) else {
@@ -230,5 +242,61 @@ impl Retry {
             false => Some((now + self.gap).min(self.until)),
         };
         self.gap = (self.gap * 2).min(LONGEST);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Action};
+    use crate::sys::Pid;
+
+    fn cfg(retry_for: &str) -> Config {
+        let args = [
+            "--config-dir",
+            "/",
+            "--process-name",
+            "x",
+            "--retry-for",
+            retry_for,
+        ];
+        match config::parse(args.map(Into::into), |_| None) {
+            Ok(Action::Run(c)) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn gone() -> Process {
+        // Pid 2 is kthreadd on the host; in any case not started at tick 1 with this comm.
+        Process {
+            pid: Pid::new(2).expect("pid 2"),
+            ppid: 0,
+            start_time: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn a_retry_has_a_deadline_only_while_something_is_pending() {
+        let mut r = Retry::default();
+        assert_eq!(r.deadline(), None);
+        let now = Instant::now();
+        r.replace(vec![gone()], now, &cfg("60s"));
+        let due = r.deadline().expect("a first retry");
+        assert!(
+            due > now && due <= now + Duration::from_millis(100),
+            "{due:?}"
+        );
+        // A process that is not the one refused (another start time) is dropped, not signalled.
+        r.due(
+            &cfg("60s"),
+            due,
+            &Logger::new(crate::log::LogFormat::Text, false),
+        );
+        assert_eq!((r.pending(), r.deadline()), (false, None));
+        r.replace(vec![gone()], now, &cfg("0"));
+        assert_eq!(r.deadline(), None, "RELOAD_RETRY_FOR=0 never retries");
+        r.replace(vec![gone()], now, &cfg("60s"));
+        r.cancel();
+        assert_eq!(r.deadline(), None);
     }
 }

@@ -222,6 +222,16 @@ pub fn start_time(pid: Pid) -> io::Result<u64> {
     parse_stat(&stat).map(|s| s.start_time).ok_or_else(gone)
 }
 
+/// What `/proc/PID/comm` holds now: it changes when the process execs another program, which
+/// its pid and start time do not show.
+pub fn comm(pid: Pid) -> Option<Vec<u8>> {
+    let mut c = sys::read_small(&format!("/proc/{}/comm", pid.get())).ok()?;
+    if c.last() == Some(&b'\n') {
+        c.pop();
+    }
+    Some(c)
+}
+
 /// Pins `p` for the send: opens a pidfd, then checks through `/proc` that the pid still names
 /// the process scanned (same start time), so a reused pid is never signalled. Where the kernel
 /// has no pidfds (ENOSYS) or a seccomp profile refuses them (EPERM) the send falls back to
