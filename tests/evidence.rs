@@ -64,6 +64,16 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// A process the test started, killed and reaped however the test ends.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn conf_dir(tag: &str) -> TempDir {
     let dir = TempDir::new(tag).unwrap();
     fs::write(dir.join("app.conf"), "v1").unwrap();
@@ -87,7 +97,21 @@ fn dash_entrypoint_forking_in_a_loop_is_not_killed_with_129_by_a_stream_of_chang
         ("CONFIG_DIR", cfg.to_str().unwrap()),
         ("RELOAD_DEBOUNCE", "0"),
     ];
-    let mut rel = Reloader::start(bin(), &env, &["--", entry.to_str().unwrap()]);
+    // Stopped with SIGTERM however the test ends, so the app it forwards it to ends too.
+    struct Stop(Reloader);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if self.0.is_running() {
+                self.0.terminate();
+            }
+        }
+    }
+    let stop = Stop(Reloader::start(
+        bin(),
+        &env,
+        &["--", entry.to_str().unwrap()],
+    ));
+    let rel = &stop.0;
     // The workload: one change every 100 ms for 6 s, as in the issue.
     for i in 0..60 {
         std::thread::sleep(Duration::from_millis(100));
@@ -99,7 +123,6 @@ fn dash_entrypoint_forking_in_a_loop_is_not_killed_with_129_by_a_stream_of_chang
     assert!(rel.is_running() && !log.contains("app exited"), "{log}");
     assert!(!log.contains("info reloaded"), "{log}");
     assert!(log.contains("warn refusing to send SIGHUP"), "{log}");
-    rel.terminate();
 }
 
 #[test]
@@ -155,14 +178,15 @@ fn a_running_thread_with_the_default_action_is_default_not_a_ptrace_problem() {
     let name = unique_name("spinner");
     let links = TempDir::new("spin-link").unwrap();
     let sh = apps::link_as(links.path(), &name, Path::new("/bin/sh"));
-    let mut spin = std::process::Command::new(&sh)
-        .args(["-c", "while :; do :; done"])
-        .spawn()
-        .unwrap();
-    let pid = spin.id() as i32;
+    let spin = Guard(
+        std::process::Command::new(&sh)
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = spin.0.id() as i32;
     let (exit, line) = check(dir.path(), &name, pid, &[]);
-    let _ = spin.kill();
-    let _ = spin.wait();
+    drop(spin);
     assert_eq!(
         field(&line, "handling").as_deref(),
         Some("default"),
@@ -178,22 +202,23 @@ fn an_app_under_nohup_is_refused_as_not_reloading_not_reported_reloaded() {
     let name = unique_name("nohupapp");
     let links = TempDir::new("nohup-link").unwrap();
     let sleep = apps::link_as(links.path(), &name, Path::new("/bin/sleep"));
-    let mut app = std::process::Command::new("nohup")
-        .arg(&sleep)
-        .arg("60")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = app.id() as i32;
+    let app = Guard(
+        std::process::Command::new("nohup")
+            .arg(&sleep)
+            .arg("60")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = app.0.id() as i32;
     wait_until(T, "nohup to exec the app", || {
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
         (comm.trim_end() == name).then_some(())
     });
     let line = refused_alive(dir.path(), &name, pid, || alive(pid), "ignored");
     let (exit, check_line) = check(dir.path(), &name, pid, &[]);
-    let _ = app.kill();
-    let _ = app.wait();
+    drop(app);
     assert!(line.contains("would not reload"), "{line}");
     assert_eq!(
         field(&check_line, "verdict").as_deref(),
