@@ -266,9 +266,10 @@ fn a_go_program_that_notifies_sighup_reloads_with_trust_handler() {
     );
     assert_eq!(exit, 0, "{line}");
     // RELOAD_FORCE still sends without the opt-in.
+    drop(rel);
     let forced = start(dir.path(), &name, &[("RELOAD_FORCE", "true")]);
     fs::write(&conf, "v3").unwrap();
-    let got = app.wait_received(2, T);
+    let got = app.expect_exactly(2, T, QUIET);
     assert_eq!(contents(&got), ["v2", "v3"], "{}", forced.log());
 }
 
