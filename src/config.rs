@@ -58,7 +58,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(Some("RELOAD_WEBHOOK_METHOD"), "--webhook-method", Some("METHOD"), Some("POST"), "method of the reload request: POST, PUT, GET, PATCH or DELETE"),
     setting(Some("RELOAD_WEBHOOK_TIMEOUT"), "--webhook-timeout", Some("DURATION"), Some("10s"), "how long one reload request may take before it is retried"),
     setting(Some("RELOAD_POLL_INTERVAL"), "--poll-interval", Some("auto|DURATION|0"), Some("auto"), "auto: every 5s poll the directories on FUSE, 9p, NFS, CIFS or Ceph, whose outside changes raise no inotify event; a duration: poll every directory; 0: never"),
-    setting(Some("RELOAD_FORCE"), "--force", None, Some("false"), "send even to a process that neither catches, blocks, waits for nor ignores the signal (it may die)"),
+    setting(Some("RELOAD_FORCE"), "--force", None, Some("false"), "signal whatever the verdict: no handler, only a mask, a runtime's catch-all handler, the signal ignored (it may die)"),
     setting(Some("RELOAD_TRUST_HANDLER"), "--trust-handler", None, Some("false"), "take the catch-all handler of a Go, JVM or Ruby runtime as the app's: set it when the app really reloads on the signal (signal.Notify, sun.misc.Signal.handle, Signal.trap)"),
     setting(Some("RELOAD_RETRY_FOR"), "--retry-for", Some("DURATION"), Some("60s"), "how long a refused signal is retried, with backoff, for an app that may yet take it (still starting, between two sigwaits, blocking for a moment); 0: never"),
     setting(Some("VERBOSE"), "--verbose", None, Some("false"), "log every event considered (true/1)"),
