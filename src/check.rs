@@ -83,8 +83,13 @@ pub fn run(cfg: &Config) -> ExitCode {
     for (p, verdict) in &found {
         let sends = verdict.sends(cfg.force);
         any |= sends;
+        // What a change would do next: a refusal that waiting may lift is retried.
+        let retry = match verdict.handling.retried() && !sends && !cfg.retry_for.is_zero() {
+            true => format!(" retry_for={}", log::seconds(cfg.retry_for)),
+            false => String::new(),
+        };
         out.push_str(&format!(
-            "target pid={} name={} signal={} handling={} verdict={} reason={:?}\n",
+            "target pid={} name={} signal={} handling={} verdict={}{retry} reason={:?}\n",
             p.pid.get(),
             cfg.name(),
             cfg.signal.name(),

@@ -58,7 +58,9 @@ pub const SETTINGS: &[Setting] = &[
     setting(Some("RELOAD_WEBHOOK_METHOD"), "--webhook-method", Some("METHOD"), Some("POST"), "method of the reload request: POST, PUT, GET, PATCH or DELETE"),
     setting(Some("RELOAD_WEBHOOK_TIMEOUT"), "--webhook-timeout", Some("DURATION"), Some("10s"), "how long one reload request may take; one wholly sent that gets no answer is not resent for that change"),
     setting(Some("RELOAD_POLL_INTERVAL"), "--poll-interval", Some("auto|DURATION|0"), Some("auto"), "auto: every 5s poll the directories on FUSE, 9p, NFS, CIFS or Ceph, whose outside changes raise no inotify event; a duration: poll every directory; 0: never"),
-    setting(Some("RELOAD_FORCE"), "--force", None, Some("false"), "send even to a process that neither catches, blocks, waits for nor ignores the signal (it may die)"),
+    setting(Some("RELOAD_FORCE"), "--force", None, Some("false"), "signal whatever the verdict: no handler, only a mask, a runtime's catch-all handler, the signal ignored (it may die)"),
+    setting(Some("RELOAD_TRUST_HANDLER"), "--trust-handler", None, Some("false"), "take the catch-all handler of a Go, JVM or Ruby runtime as the app's: set it when the app really reloads on the signal (signal.Notify, sun.misc.Signal.handle, Signal.trap)"),
+    setting(Some("RELOAD_RETRY_FOR"), "--retry-for", Some("DURATION"), Some("60s"), "how long a refused signal is retried, with backoff, for an app that may yet take it (still starting, between two sigwaits, blocking for a moment); 0: never"),
     setting(Some("VERBOSE"), "--verbose", None, Some("false"), "log every event considered (true/1)"),
     setting(Some("LOG_FORMAT"), "--log-format", Some("text|json"), Some("text"), "one line per event on stderr, as key=value text or JSON"),
     setting(None, "--check", None, None, "validate, print what would be watched and how each matching process would take the signal, exit 0 (ok) or 1"),
@@ -103,6 +105,10 @@ pub struct Config {
     pub targets: Targets,
     /// Send even when the target would take the signal's default action.
     pub force: bool,
+    /// Take a runtime's catch-all handler (Go, JVM, Ruby) as the app's.
+    pub trust_handler: bool,
+    /// How long a refusal that may pass is retried.
+    pub retry_for: Duration,
     /// Log every event considered.
     pub verbose: bool,
     /// Text or JSON log lines.
@@ -327,6 +333,9 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
             d
         }
     };
+    let retry_for = raw
+        .text("--retry-for")?
+        .map_or(Ok(Duration::from_secs(60)), |(s, v)| values::duration(s, v))?;
     let targets = raw
         .text("--targets")?
         .map_or(Ok(Targets::Roots), |(s, v)| {
@@ -349,6 +358,8 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
         max_delay,
         targets,
         force: raw.switch("--force")?,
+        trust_handler: raw.switch("--trust-handler")?,
+        retry_for,
         verbose: raw.switch("--verbose")?,
         log_format,
         webhook,

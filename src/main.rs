@@ -11,8 +11,9 @@
 //! what one event means and `rearm` for configured paths that vanish or are re-pointed),
 //! `poll` (the same question where inotify is blind), `mounts`, `settle` (debounce),
 //! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
-//! would take the signal), `signal` (send), `webhook` and `url` (the reload request), `child`
-//! (the app as our child). `limits` explains sysctls, `log` writes the lines, `sys` wraps the
+//! would take the signal, with `runtime` for runtimes whose handler is not the app's), `retry`
+//! (sending to each target, and again to those that could not take it yet), `signal` (send),
+//! `webhook` and `url` (the reload request), `child` (the app as our child). `limits` explains sysctls, `log` writes the lines, `sys` wraps the
 //! few raw syscalls.
 //!
 //! One thread, one blocking `ppoll`: nothing runs while nothing changes.
@@ -29,6 +30,8 @@ mod mounts;
 mod names;
 mod poll;
 mod reload;
+mod retry;
+mod runtime;
 mod serve;
 mod settle;
 mod signal;

@@ -12,12 +12,20 @@ use crate::fingerprint::{self, Cut, Fingerprint, Report};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
+use crate::retry::{self, Outcome};
 use crate::settle::Settle;
-use crate::signal::{self, Signal};
 use crate::sys::Pid;
 use crate::target::{self, Process};
-use crate::verdict::{self, Handling, Verdict};
+use crate::verdict::{self, Verdict};
 use crate::watch::{Unwatched, Watcher};
+
+/// A change that was signalled.
+pub struct Signalled {
+    /// The targets refused for now that waiting may lift.
+    pub refused: Vec<Process>,
+    /// When the settle fired.
+    pub at: Instant,
+}
 
 /// What the loop remembers between reloads.
 pub struct Reloads {
@@ -81,7 +89,8 @@ impl Reloads {
 
     /// A settle that opened at `first` is due: hold it while an update is still being written,
     /// else fingerprint and, if the content changed, signal the targets (`child`: the app we
-    /// run, if any). True when the content changed: the caller sends the reload request next.
+    /// run, if any). `Some` when the content changed: the caller hands the refusals to its
+    /// `Retry`, then sends the reload request.
     pub fn settled(
         &mut self,
         cfg: &Config,
@@ -90,12 +99,12 @@ impl Reloads {
         watcher: &mut Watcher,
         settle: &mut Settle,
         log: &Logger,
-    ) -> bool {
+    ) -> Option<Signalled> {
         let now = Instant::now();
         if let Some(until) = watcher.sed_hold(now, cfg.max_delay) {
             log.debug("a sed temp file is not renamed yet; waiting", &[]);
             settle.hold(first, until);
-            return false;
+            return None;
         }
         let report = self.walk(cfg, watcher, log);
         let fp = match report.outcome {
@@ -104,11 +113,11 @@ impl Reloads {
                     "watched directory is missing; not signalling until it is back",
                     &[("dir", dir.as_path().into())],
                 );
-                return false;
+                return None;
             }
             Ok(fp) if Some(fp) == self.last => {
                 log.debug("content unchanged; not signalling", &[]);
-                return false;
+                return None;
             }
             Ok(fp) => fp,
         };
@@ -120,13 +129,13 @@ impl Reloads {
                     &[("dir", vol.as_path().into())],
                 );
                 settle.hold(first, until);
-                return false;
+                return None;
             }
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
         self.last = Some(fp);
-        signal_all(cfg, child, log, now);
-        true
+        let refused = signal_all(cfg, child, log, now);
+        Some(Signalled { refused, at: now })
     }
 }
 
@@ -183,83 +192,29 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
     // A process that exits while we look is skipped.
     chosen
         .into_iter()
-        .filter_map(|p| Some((p, verdict::judge(p.pid, cfg.signal).ok()?)))
+        .filter_map(|p| {
+            Some((
+                p,
+                verdict::judge(p.pid, cfg.signal, cfg.trust_handler).ok()?,
+            ))
+        })
         .collect()
 }
 
-/// Signals every target that can take the signal; `started` is when the settle fired.
-fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) {
-    let sig = cfg.signal;
+/// Signals every target that can take the signal; `started` is when the settle fired. Returns
+/// the refused targets that waiting may lift.
+fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) -> Vec<Process> {
+    let mut refused = Vec::new();
     for (p, verdict) in targets(cfg, child, log) {
-        if !verdict.sends(cfg.force) {
-            refuse(cfg, log, &p, &verdict);
-            continue;
-        }
-        if !verdict.sends(false) {
-            log.warn(
-                "sending anyway because RELOAD_FORCE is set; the default action may kill it",
-                &[
-                    ("pid", p.pid.get().into()),
-                    ("signal", sig.name().into()),
-                    ("reason", verdict.reason().into()),
-                ],
-            );
-        }
-        match target::pin(&p).and_then(|to| signal::send(&to, sig)) {
-            Ok(()) => log.info(
-                "reloaded",
-                &[
-                    ("pid", p.pid.get().into()),
-                    ("name", cfg.name().into()),
-                    ("signal", sig.name().into()),
-                    ("took_ms", started.elapsed().into()),
-                ],
-            ),
-            Err(e) => send_failed(cfg, log, &p, sig, &e),
+        if retry::deliver(cfg, log, &p, &verdict, started, 1) == Outcome::Refused {
+            let again = verdict.handling.retried() && !cfg.retry_for.is_zero();
+            retry::refuse(cfg, log, &p, &verdict, again);
+            if again {
+                refused.push(p);
+            }
         }
     }
-}
-
-fn send_failed(cfg: &Config, log: &Logger, p: &Process, sig: Signal, e: &std::io::Error) {
-    let hint = match e.raw_os_error() {
-        Some(libc::EPERM) => {
-            "run the sidecar with the app's UID (securityContext.runAsUser) or give it CAP_KILL"
-        }
-        Some(libc::ESRCH) => {
-            "the process exited after the scan; its successor gets the next change"
-        }
-        _ => "see the detail",
-    };
-    log.error(
-        "signal failed",
-        &[
-            ("pid", p.pid.get().into()),
-            ("name", cfg.name().into()),
-            ("signal", sig.name().into()),
-            ("error", signal::errno_name(e).into()),
-            ("detail", e.to_string().into()),
-            ("hint", hint.into()),
-        ],
-    );
-}
-
-/// Logs why `p` is not signalled.
-pub fn refuse(cfg: &Config, log: &Logger, p: &Process, verdict: &Verdict) {
-    let hint = match verdict.handling {
-        Handling::Unknown => "run the sidecar with the app's UID so it may read the thread's state, or set RELOAD_FORCE=true if the app waits for the signal",
-        _ => "make the app handle the signal, choose another RELOAD_SIGNAL, or set RELOAD_FORCE=true",
-    };
-    log.warn(
-        &format!("refusing to send {}", cfg.signal.name()),
-        &[
-            ("pid", p.pid.get().into()),
-            ("name", cfg.name().into()),
-            ("signal", cfg.signal.name().into()),
-            ("handling", verdict.handling.as_str().into()),
-            ("reason", verdict.reason().into()),
-            ("hint", hint.into()),
-        ],
-    );
+    refused
 }
 
 /// The directories of a walk that `--check` reports: every real directory of each tree.

@@ -5,7 +5,8 @@
 //! `/proc/PID/comm`, which the kernel cuts to 15 bytes; for longer names the basename of
 //! argv[0] from `/proc/PID/cmdline` decides. Everything under `/proc` is bytes: a name need not
 //! be UTF-8, and a 15-byte cut may split a character. Files under `/proc/PID` vanish whenever
-//! a process exits, so ENOENT/ESRCH there is normal and skips that process.
+//! a process exits, so ENOENT/ESRCH there is normal and skips that process. A process is
+//! alive while any of its threads is, even when its leader thread has exited.
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -131,7 +132,7 @@ pub fn scan(wanted: &[u8]) -> io::Result<Vec<Process>> {
             continue;
         };
         match parse_stat(&stat) {
-            Some(s) if s.state != b'Z' && s.state != b'X' => found.push(Process {
+            Some(s) if alive(pid, s.state) => found.push(Process {
                 pid,
                 ppid: s.ppid,
                 start_time: s.start_time,
@@ -172,11 +173,33 @@ pub fn descends_from(p: &Process, ancestor: Pid) -> bool {
 /// The process `pid` as a target, if it is alive.
 pub fn process(pid: Pid) -> Option<Process> {
     let stat = sys::read_small(&format!("/proc/{}/stat", pid.get())).ok()?;
-    let s = parse_stat(&stat).filter(|s| s.state != b'Z' && s.state != b'X')?;
+    let s = parse_stat(&stat).filter(|s| alive(pid, s.state))?;
     Some(Process {
         pid,
         ppid: s.ppid,
         start_time: s.start_time,
+    })
+}
+
+/// Whether a process whose leader is in `state` lives: while any of its threads does. A
+/// leader that called `pthread_exit` is a zombie (`Z`) while its other threads run on.
+fn alive(pid: Pid, state: u8) -> bool {
+    if state != b'Z' {
+        return state != b'X';
+    }
+    let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", pid.get())) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        let stat = sys::read_small(&format!(
+            "/proc/{}/task/{}/stat",
+            pid.get(),
+            t.file_name().to_string_lossy()
+        ));
+        stat.ok()
+            .as_deref()
+            .and_then(parse_stat)
+            .is_some_and(|s| s.state != b'Z' && s.state != b'X')
     })
 }
 
@@ -197,6 +220,16 @@ pub fn start_time(pid: Pid) -> io::Result<u64> {
     let gone = || io::Error::from_raw_os_error(libc::ESRCH);
     let stat = sys::read_small(&format!("/proc/{}/stat", pid.get())).map_err(|_| gone())?;
     parse_stat(&stat).map(|s| s.start_time).ok_or_else(gone)
+}
+
+/// What `/proc/PID/comm` holds now: it changes when the process execs another program, which
+/// its pid and start time do not show.
+pub fn comm(pid: Pid) -> Option<Vec<u8>> {
+    let mut c = sys::read_small(&format!("/proc/{}/comm", pid.get())).ok()?;
+    if c.last() == Some(&b'\n') {
+        c.pop();
+    }
+    Some(c)
 }
 
 /// Pins `p` for the send: opens a pidfd, then checks through `/proc` that the pid still names

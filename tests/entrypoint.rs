@@ -222,7 +222,8 @@ fn process_name_picks_a_process_in_the_apps_tree_and_never_one_outside_it() {
 
 /// The app may take a while to install its handler; until then SIGHUP would kill it. Here sh
 /// waits on a FIFO before it execs sigrecord: a change meanwhile is refused (and the app lives),
-/// a change after it is sent.
+/// and not retried once sh has exec'd the app, which read the new content when it started; a
+/// change after that is sent, once.
 #[test]
 fn an_app_that_installs_its_handler_late_is_not_signalled_before_it_has() {
     let tmp = TempDir::new("entry-late").unwrap();

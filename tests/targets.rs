@@ -1,10 +1,12 @@
 //! How the reloader judges a target before it signals it (issue 9, items 1 and 2), with
 //! the programs people run and small precise ones.
 //!
-//! The rule: SIGHUP is safe when `SigCgt` or `SigIgn` has it (process-wide), or when EVERY
-//! thread in `/proc/PID/task` blocks it (`SigBlk`) or sleeps waiting for it (`wchan` reads
+//! The rule: SIGHUP is safe when `SigCgt` has it (process-wide), or when EVERY thread in
+//! `/proc/PID/task` blocks it (`SigBlk`) or sleeps waiting for it (`wchan` reads
 //! `do_sigtimedwait`: while a thread waits, the kernel moves the waited signals out of its
-//! `SigBlk`). A thread whose state cannot be read means refuse, naming RELOAD_FORCE. Each test
+//! `SigBlk`), with one waiting or a signalfd reading it. A thread whose state cannot be read
+//! means refuse, naming RELOAD_FORCE. (`tests/evidence.rs` has the cases of issue 18: a mask
+//! alone, SIG_IGN, runtimes' catch-all handlers, the retry.) Each test
 //! asserts what an operator sees: what the app received and re-read, whether it survived, and
 //! the `--check` verdict (`target ... handling=H verdict=send|refuse reason="..."`, exit 0/1).
 
@@ -222,22 +224,18 @@ fn dumb_init() -> PathBuf {
 }
 
 // tini blocks every signal and loops on sigtimedwait with a 1 s timeout (reaping between two
-// waits), so it reads as waited, or blocked in that instant. dumb-init blocks every signal,
+// waits), so it reads as waited; in the instant between two waits it reads as masked (a mask
+// and no signalfd), which is refused and retried 50 ms later. dumb-init blocks every signal,
 // installs a no-op handler for each (SigCgt) and loops on sigwait: caught.
 
 #[test]
 fn tini_forwards_the_reload_to_its_child_as_an_ordinary_process() {
-    assert_forwards(
-        &tini(),
-        &["-s", "--"],
-        Where::Ordinary,
-        &["waited", "blocked"],
-    );
+    assert_forwards(&tini(), &["-s", "--"], Where::Ordinary, &["waited"]);
 }
 
 #[test]
 fn tini_as_pid_1_of_a_pid_namespace_forwards_the_reload_to_its_child() {
-    assert_forwards(&tini(), &["--"], Where::Pid1, &["waited", "blocked"]);
+    assert_forwards(&tini(), &["--"], Where::Pid1, &["waited"]);
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! timeout at all.
 //!
 //! Stopping is one act ([`Daemon::stop`]): it ends the settle, cancels the reload request in
-//! flight or waiting for its retry, and forwards the signal to the app (or, without one,
+//! flight or waiting for its retry and the signals still waiting for a refused target, and
+//! forwards the signal to the app (or, without one,
 //! exits). From then on nothing is signalled, requested or retried; further signals are still
 //! forwarded, and the loop runs until the app exits.
 //!
@@ -29,6 +30,7 @@ use crate::log::{self, Logger};
 use crate::mounts;
 use crate::poll::{self, Poll, Poller};
 use crate::reload::{self, Reloads};
+use crate::retry::{self, Retry};
 use crate::settle::Settle;
 use crate::signal::Signal;
 use crate::sys;
@@ -96,6 +98,7 @@ pub fn serve(cfg: &Config) -> ExitCode {
             poll,
             request,
             settle: Settle::new(cfg.debounce, cfg.max_delay),
+            retry: Retry::default(),
         },
         reloads,
         child,
@@ -167,7 +170,7 @@ impl Daemon<'_> {
         if cfg.command.is_empty() {
             for (p, verdict) in reload::targets(cfg, None, &self.log) {
                 if !verdict.sends(cfg.force) {
-                    reload::refuse(cfg, &self.log, &p, &verdict);
+                    retry::refuse(cfg, &self.log, &p, &verdict, false);
                 }
             }
         }
@@ -217,7 +220,7 @@ impl Daemon<'_> {
             Event::Settled(first) => {
                 let s = &mut self.sources;
                 let child = self.child.map(|c| c.pid);
-                let changed = self.reloads.settled(
+                let signalled = self.reloads.settled(
                     self.cfg,
                     first,
                     child,
@@ -225,9 +228,16 @@ impl Daemon<'_> {
                     &mut s.settle,
                     &self.log,
                 );
-                if let (true, Some(w)) = (changed, &mut s.request) {
-                    w.request(Instant::now(), &self.log);
+                if let Some(done) = signalled {
+                    s.retry.replace(done.refused, done.at, self.cfg);
+                    if let Some(w) = &mut s.request {
+                        w.request(Instant::now(), &self.log);
+                    }
                 }
+                None
+            }
+            Event::RetryDue => {
+                self.sources.retry.due(self.cfg, now, &self.log);
                 None
             }
         }
@@ -272,7 +282,8 @@ impl Daemon<'_> {
         self.stopping = true;
         let pending = self.sources.settle.cancel();
         let in_flight = self.sources.request.as_mut().is_some_and(Webhook::cancel);
-        let pending = if pending || in_flight {
+        let retrying = self.sources.retry.cancel();
+        let pending = if pending || in_flight || retrying {
             "dropped"
         } else {
             "none"

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::log::Logger;
 use crate::poll::Poller;
+use crate::retry::Retry;
 use crate::settle::Settle;
 use crate::signal::{self, Signal};
 use crate::sys::{self, Interest, Ready};
@@ -32,6 +33,8 @@ pub enum Event {
     Polled,
     /// The settle that opened at this instant is due.
     Settled(Instant),
+    /// Targets refused at the last change are due to be judged again.
+    RetryDue,
 }
 
 /// One thing the loop waits on.
@@ -56,6 +59,7 @@ pub struct Sources {
     pub poll: Poller,
     pub request: Option<Webhook>,
     pub settle: Settle,
+    pub retry: Retry,
 }
 
 impl Sources {
@@ -69,6 +73,7 @@ impl Sources {
             &mut self.poll,
             &mut self.request,
             &mut self.settle,
+            &mut self.retry,
         ]
     }
 
@@ -225,6 +230,18 @@ impl Source for Settle {
 
     fn ready(&mut self, _: Ready, now: Instant, _: &Logger) -> Option<Event> {
         self.take_due(now).map(Event::Settled)
+    }
+}
+
+impl Source for Retry {
+    fn deadline(&self) -> Option<Instant> {
+        Retry::deadline(self)
+    }
+
+    fn ready(&mut self, _: Ready, now: Instant, _: &Logger) -> Option<Event> {
+        Retry::deadline(self)
+            .is_some_and(|at| at <= now)
+            .then_some(Event::RetryDue)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod kubelet;
 mod names;
 pub mod recorder;
 pub mod reloader;
+pub mod runtimes;
 mod sys;
 mod tempdir;
 mod time;
