@@ -87,6 +87,7 @@ struct Daemon<'a> {
     settle: Settle,
     reloads: Reloads,
     poller: Poller,
+    mounts: mounts::MountWatch,
     webhook: Option<Webhook>,
     child: Option<Child>,
     /// A stop signal was forwarded to the app: no more reloads.
@@ -118,19 +119,21 @@ fn serve(cfg: &Config) -> ExitCode {
         }
     };
     // Read once: the poll plan, the walk and the warnings all look at the same mounts.
-    let mounts = mounts::all();
+    let mount_watch = mounts::MountWatch::new(&cfg.dirs);
+    let mounts = mount_watch.mounts();
     // The poll's first stamps come before the baseline: a change landing between the two is
     // then in the baseline or found by the first poll. Taken after, it was in the stamps only,
     // and on a blind filesystem nothing else would ever report it.
-    let poller = poller(cfg, &mounts, &log);
+    let poller = poller(cfg, mounts, &log);
     // The baseline is taken before the app starts, so the app never misses a change; the
     // watches are armed in the same walk. The warnings come after: nothing waits for them.
-    let reloads = Reloads::start(cfg, &mut watcher, &mounts, &log);
+    let reloads = Reloads::start(cfg, &mut watcher, mounts, &log);
     if cfg.command.is_empty() && cfg.process_name.is_some() && !target::others_visible() {
         log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
     }
-    mounts::warn_pinned(&cfg.dirs, &mounts, &log);
-    let child = match cfg.command.is_empty() {
+    mounts::warn_pinned(&cfg.dirs, mounts, &log);
+    // A stop signal ended the first walk: nothing is started, the signal is read below.
+    let child = match cfg.command.is_empty() || reloads.stopped() {
         true => None,
         false => match child::spawn(&cfg.command) {
             Ok(c) => Some(c),
@@ -149,10 +152,14 @@ fn serve(cfg: &Config) -> ExitCode {
         sigfd,
         watcher,
         reloads,
+        mounts: mount_watch,
         webhook,
         child,
         stopping: false,
     };
+    if d.reloads.stopped() {
+        return d.signals().unwrap_or(ExitCode::SUCCESS);
+    }
     d.ready();
     d.run()
 }
@@ -227,15 +234,14 @@ impl Daemon<'_> {
             .min();
             let timeout = deadline.map(|d| d.saturating_duration_since(now));
             let mut fds = vec![
-                Interest {
-                    fd: self.sigfd.as_fd(),
-                    write: false,
-                },
-                Interest {
-                    fd: self.watcher.fd(),
-                    write: false,
-                },
+                Interest::read(self.sigfd.as_fd()),
+                Interest::read(self.watcher.fd()),
             ];
+            let mount_at = self.mounts.interest().map(|i| {
+                fds.push(i);
+                fds.len() - 1
+            });
+            let hook_at = fds.len();
             fds.extend(self.webhook.as_ref().and_then(Webhook::interest));
             let ready = match sys::ppoll(&fds, timeout) {
                 Ok(r) => {
@@ -272,11 +278,20 @@ impl Daemon<'_> {
                     {
                         // Only a newly polled directory is logged: a deleted subdirectory
                         // re-arms too, and must neither repeat the lines nor restart the timer.
-                        let plan = poll::plan(Poll::Auto, &self.cfg.dirs, &mounts::all());
+                        let plan = poll::plan(Poll::Auto, &self.cfg.dirs, self.mounts.mounts());
                         let added = self.poller.replan(plan.dirs.clone(), now);
                         log_polling(&plan, &added, &self.log);
                     }
                 }
+            }
+            if mount_at.is_some_and(|i| ready[i].read) && self.mounts.ready() {
+                // The walk moves the watches onto a filesystem mounted there, or back.
+                self.settle.note(now);
+                self.reloads.set_mounts(self.mounts.mounts());
+                self.log.debug(
+                    "possible change",
+                    &[("change", Change::Mounted.as_str().into())],
+                );
             }
             if self.poller.tick(now) {
                 self.settle.note(now);
@@ -284,7 +299,11 @@ impl Daemon<'_> {
                     .debug("possible change", &[("change", "polled".into())]);
             }
             if let Some(w) = &mut self.webhook {
-                w.advance(ready.get(2).copied().unwrap_or_default(), now, &self.log);
+                w.advance(
+                    ready.get(hook_at).copied().unwrap_or_default(),
+                    now,
+                    &self.log,
+                );
             }
             if let Some(first) = self
                 .settle

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::{Config, Targets};
-use crate::fingerprint::{self, Cut, Fingerprint, Report};
+use crate::fingerprint::{self, Cut, Fingerprint, Hooks, Listed, Report};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
@@ -27,8 +27,12 @@ pub struct Reloads {
     cuts: Vec<Cut>,
     /// What could not be watched, as last logged.
     unwatched: Unwatched,
-    /// Kernel interfaces mounted below a configured directory, never walked.
-    skip: Vec<PathBuf>,
+    /// `st_dev` of the kernel interfaces mounted, never walked.
+    kernel: Vec<u64>,
+    /// Files already logged as seen by metadata only (each is logged once).
+    told: Vec<PathBuf>,
+    /// The first walk was stopped by a stop signal.
+    stopped: bool,
 }
 
 impl Reloads {
@@ -43,21 +47,43 @@ impl Reloads {
             last: None,
             cuts: Vec::new(),
             unwatched: Unwatched::default(),
-            skip: mounts::kernel_points(mounts),
+            kernel: mounts::kernel_devs(mounts),
+            told: Vec::new(),
+            stopped: false,
         };
         let report = r.walk(cfg, watcher, log);
-        r.last = report.outcome.ok();
+        r.stopped = report.interrupted;
+        r.last = report.outcome.ok().filter(|_| !report.interrupted);
         r
+    }
+
+    /// Whether a stop signal ended the first walk: the caller exits without watching.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The mounts changed: kernel interfaces mounted since are not walked either.
+    pub fn set_mounts(&mut self, mounts: &[mounts::Mount]) {
+        self.kernel = mounts::kernel_devs(mounts);
     }
 
     /// Walks every tree: watches each directory it lists, drops the watches it no longer
     /// finds, logs what it could not watch or follow.
     fn walk(&mut self, cfg: &Config, watcher: &mut Watcher, log: &Logger) -> Report {
         watcher.begin_walk();
-        let report = fingerprint::take(&cfg.dirs, &self.skip, &mut |dir, ino| {
-            watcher.ensure(dir, ino)
-        });
+        let report = fingerprint::take(
+            &cfg.dirs,
+            Hooks {
+                kernel: &self.kernel,
+                on_dir: &mut |dir, id| watcher.ensure(dir, id),
+                stop: &mut stop_pending,
+            },
+        );
+        if report.interrupted {
+            return report;
+        }
         if report.outcome.is_ok() {
+            watcher.watch_link_targets(&report.link_targets, log);
             let unwatched = watcher.sweep();
             if unwatched != self.unwatched {
                 report_unwatched(&unwatched, watcher.count(), log);
@@ -76,7 +102,38 @@ impl Reloads {
                 self.cuts.push(cut.clone());
             }
         }
+        let unreadable =
+            "its content cannot be read; its changes are seen by name, size, mtime and inode only";
+        let hint = "give the sidecar read access: the pod's fsGroup with a defaultMode (or mode) that lets the group read (0440), or run the sidecar with the owner's UID (runAsUser)";
+        self.tell(&report.unreadable, log, |log, path| {
+            log.warn(unreadable, &[("file", path.into()), ("hint", hint.into())])
+        });
+        self.tell(&report.large, log, |log, path| {
+            log.info(
+                "file larger than the read limit; its changes are seen by name, size, mtime and inode only",
+                &[
+                    ("file", path.into()),
+                    ("limit_bytes", fingerprint::MAX_READ.into()),
+                ],
+            )
+        });
         report
+    }
+
+    /// Logs each listed file not logged before; a count line for those beyond the list.
+    fn tell(&mut self, listed: &Listed, log: &Logger, line: impl Fn(&Logger, &std::path::Path)) {
+        for path in &listed.paths {
+            if !self.told.contains(path) && self.told.len() < 1024 {
+                line(log, path);
+                self.told.push(path.clone());
+            }
+        }
+        if listed.count > listed.paths.len() {
+            log.debug(
+                "more files are seen by metadata only",
+                &[("count", (listed.count - listed.paths.len()).into())],
+            );
+        }
     }
 
     /// A settle that opened at `first` is due: hold it while an update is still being written,
@@ -98,6 +155,10 @@ impl Reloads {
             return false;
         }
         let report = self.walk(cfg, watcher, log);
+        if report.interrupted {
+            // A stop signal is pending: the loop reads it next.
+            return false;
+        }
         let fp = match report.outcome {
             Err(dir) => {
                 log.warn(
@@ -264,12 +325,39 @@ pub fn refuse(cfg: &Config, log: &Logger, p: &Process, verdict: &Verdict) {
 
 /// The directories of a walk that `--check` reports: every real directory of each tree.
 pub fn count_dirs(dirs: &[PathBuf], mounts: &[mounts::Mount]) -> Vec<usize> {
-    let skip = mounts::kernel_points(mounts);
+    let kernel = mounts::kernel_devs(mounts);
     dirs.iter()
         .map(|d| {
             let mut n = 0;
-            fingerprint::take(std::slice::from_ref(d), &skip, &mut |_, _| n += 1);
+            let hooks = Hooks {
+                kernel: &kernel,
+                on_dir: &mut |_, _| n += 1,
+                stop: &mut stop_pending,
+            };
+            fingerprint::take(std::slice::from_ref(d), hooks);
             n
         })
         .collect()
+}
+
+/// Whether SIGTERM or SIGINT is pending (blocked, waiting in the signalfd), from
+/// `/proc/self/status` (`ShdPnd`: sent to the process; `SigPnd`: to this thread): a long walk
+/// asks this every few milliseconds and stops, so a stop is never kept waiting by it. Reading
+/// `/proc` needs no new unsafe, and unlike a poll of the signalfd it ignores the SIGCHLD or
+/// SIGHUP that may be pending too.
+fn stop_pending() -> bool {
+    let Ok(status) = crate::sys::read_small("/proc/self/status") else {
+        return false;
+    };
+    let stop = 1u64 << (libc::SIGTERM - 1) | 1u64 << (libc::SIGINT - 1);
+    status.split(|&b| b == b'\n').any(|line| {
+        let Some(mask) = line
+            .strip_prefix(b"ShdPnd:")
+            .or_else(|| line.strip_prefix(b"SigPnd:"))
+        else {
+            return false;
+        };
+        let hex = String::from_utf8_lossy(mask);
+        u64::from_str_radix(hex.trim(), 16).is_ok_and(|m| m & stop != 0)
+    })
 }

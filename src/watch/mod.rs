@@ -50,8 +50,8 @@ struct Watch {
     /// The path it was last added for (for logs and the subtree of a rename); boxed, exactly
     /// as long as it is.
     path: Box<Path>,
-    /// The inode it sits on, as the listing reported it.
-    ino: u64,
+    /// The directory it sits on: (`st_dev`, `st_ino`).
+    ino: (u64, u64),
     /// The last walk that saw it as a directory of a configured tree; 0: not content (only
     /// a trigger watch of `rearm`).
     seen: u32,
@@ -74,10 +74,13 @@ pub struct Watcher {
     watches: HashMap<i32, Watch>,
     /// Content watches by the inode they sit on: the walk finds a directory's watch here
     /// and checks its path, without a second copy of every path.
-    by_ino: HashMap<u64, i32>,
+    by_ino: HashMap<(u64, u64), i32>,
     /// Names whose events mean a configured path may lead elsewhere now (see `rearm`), by
     /// the watch of the directory that holds them.
     triggers: HashMap<i32, Vec<OsString>>,
+    /// Names whose events mean a symlinked file's target may have changed, by the watch of
+    /// the directory outside the trees that holds them.
+    link_targets: HashMap<i32, Vec<OsString>>,
     roots: Vec<PathBuf>,
     /// Which configured directories were missing at the last plan.
     missing: Vec<bool>,
@@ -105,6 +108,7 @@ impl Watcher {
             watches: HashMap::new(),
             by_ino: HashMap::new(),
             triggers: HashMap::new(),
+            link_targets: HashMap::new(),
             roots: roots.to_vec(),
             missing: vec![false; roots.len()],
             gen: 0,
@@ -133,9 +137,10 @@ impl Watcher {
         self.unwatched = Unwatched::default();
     }
 
-    /// Makes sure `dir` (inode `ino`) is watched as content. Called by the walk before it
-    /// lists `dir`, so anything that changes after the listing raises an event.
-    pub fn ensure(&mut self, dir: &Path, ino: u64) {
+    /// Makes sure `dir` (identity `ino`: `st_dev`, `st_ino`) is watched as content. Called by
+    /// the walk before it lists `dir`, so anything that changes after the listing raises an
+    /// event.
+    pub fn ensure(&mut self, dir: &Path, ino: (u64, u64)) {
         let known = self
             .by_ino
             .get(&ino)
@@ -196,8 +201,45 @@ impl Watcher {
             return;
         };
         w.seen = 0;
-        if !self.triggers.contains_key(&id) {
+        if !self.triggers.contains_key(&id) && !self.link_targets.contains_key(&id) {
             self.remove(id);
+        }
+    }
+
+    /// Watches the directory of each symlinked file's target (`(dir, name)`, as the last
+    /// complete walk found them), for those names; drops the watches no link leads to now.
+    pub fn watch_link_targets(&mut self, targets: &[(PathBuf, OsString)], log: &Logger) {
+        let mut wanted: HashMap<&Path, Vec<OsString>> = HashMap::new();
+        for (dir, name) in targets {
+            let names = wanted.entry(dir.as_path()).or_default();
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        let old: Vec<i32> = self.link_targets.drain().map(|(id, _)| id).collect();
+        for (dir, names) in wanted {
+            match self.inotify.watches().add(dir, MASK) {
+                Ok(wd) => {
+                    let id = wd.get_watch_descriptor_id();
+                    self.watches.entry(id).or_insert_with(|| Watch {
+                        wd,
+                        path: Box::from(dir),
+                        ino: (0, 0),
+                        seen: 0,
+                    });
+                    self.link_targets.insert(id, names);
+                }
+                Err(e) => log.debug(
+                    "cannot watch the directory of a symlink target",
+                    &[("dir", dir.into()), ("error", e.to_string().into())],
+                ),
+            }
+        }
+        for id in old {
+            let idle = self.watches.get(&id).is_some_and(|w| w.seen == 0);
+            if idle && !self.link_targets.contains_key(&id) && !self.triggers.contains_key(&id) {
+                self.remove(id);
+            }
         }
     }
 
@@ -207,6 +249,7 @@ impl Watcher {
                 self.by_ino.remove(&w.ino);
             }
             self.triggers.remove(&id);
+            self.link_targets.remove(&id);
             // Fails with EINVAL when the kernel already dropped it (IN_IGNORED): expected.
             let _ = self.inotify.watches().remove(w.wd);
         }
@@ -296,11 +339,13 @@ impl Watcher {
         let content = w.seen != 0;
         let is_root = content && self.roots.iter().any(|r| **r == *w.path);
         let triggers = self.triggers.get(&id);
+        let linked = self.link_targets.get(&id);
         if mask.contains(EventMask::IGNORED) {
             // The kernel dropped this very watch; a newer one at the same path is untouched.
             *replan |= is_root || triggers.is_some();
+            let target_gone = linked.is_some();
             self.remove(id);
-            return content.then_some(Change::DirGone);
+            return (content || target_gone).then_some(Change::DirGone);
         }
         if mask.intersects(EventMask::MOVE_SELF | EventMask::DELETE_SELF) {
             // Inside a tree, the parent's own event tells what happened; a configured directory
@@ -319,6 +364,9 @@ impl Watcher {
         if triggers.is_some_and(|t| t.iter().any(|t| t == name)) {
             *replan = true;
             change = Some(Change::Rearmed);
+        }
+        if linked.is_some_and(|t| t.iter().any(|t| t == name)) {
+            change = change.or(Some(Change::LinkTarget));
         }
         if !content {
             return change;
@@ -367,19 +415,23 @@ impl Watcher {
     /// at the next settle: a burst of writes inside it then keeps the settle open, so the app
     /// is not reloaded halfway through (the walk lists each after watching it).
     fn arm_tree(&mut self, top: PathBuf) {
+        use std::os::unix::fs::MetadataExt;
         let Ok(meta) = top.symlink_metadata() else {
             return;
         };
-        let mut stack = vec![(top, std::os::unix::fs::MetadataExt::ino(&meta))];
-        while let Some((dir, ino)) = stack.pop() {
-            self.ensure(&dir, ino);
+        let mut stack = vec![(top, (meta.dev(), meta.ino()))];
+        while let Some((dir, id)) = stack.pop() {
+            self.ensure(&dir, id);
             let Ok(listing) = std::fs::read_dir(&dir) else {
                 continue;
             };
             for e in listing.flatten() {
                 let name = e.file_name();
                 if e.file_type().is_ok_and(|t| t.is_dir()) && !names::skip(&name, true) {
-                    stack.push((dir.join(name), std::os::unix::fs::DirEntryExt::ino(&e)));
+                    // By stat, not d_ino: a mount point's own root.
+                    if let Ok(m) = e.metadata() {
+                        stack.push((dir.join(name), (m.dev(), m.ino())));
+                    }
                 }
             }
         }
