@@ -69,7 +69,9 @@ impl Walker<'_> {
                 return Some(h.finish());
             }
             let unreadable = self.unreadable.count;
-            let (inner, data_names) = self.tree(&target, target_id, inner_mode, &path);
+            // Through `..data`, so a key is named the same in every version (a file logged as
+            // unreadable is logged once, not at every update); a swap meanwhile is caught below.
+            let (inner, data_names) = self.tree(&data, target_id, inner_mode, &path);
             if fs::read_link(&data).ok().as_ref() == Some(&before) {
                 h.write_u64(inner);
                 if self.unreadable.count > unreadable {
