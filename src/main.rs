@@ -220,6 +220,18 @@ impl Daemon<'_> {
         }
     }
 
+    /// With `auto` polling, re-detects which directories need it (a FUSE mounted since, a
+    /// directory re-armed onto another filesystem).
+    fn replan_polling(&mut self, now: Instant) {
+        if self.cfg.poll == Poll::Auto {
+            // Only a newly polled directory is logged: a deleted subdirectory re-arms too, and
+            // must neither repeat the lines nor restart the timer.
+            let plan = poll::plan(Poll::Auto, &self.cfg.dirs, self.mounts.mounts());
+            let added = self.poller.replan(plan.dirs.clone(), now);
+            log_polling(&plan, &added, &self.log);
+        }
+    }
+
     fn run(&mut self) -> ExitCode {
         let mut failures = 0u32;
         loop {
@@ -273,14 +285,8 @@ impl Daemon<'_> {
                     self.settle.note(now);
                     self.log
                         .debug("possible change", &[("change", change.as_str().into())]);
-                    if matches!(change, Change::Rearmed | Change::DirGone)
-                        && self.cfg.poll == Poll::Auto
-                    {
-                        // Only a newly polled directory is logged: a deleted subdirectory
-                        // re-arms too, and must neither repeat the lines nor restart the timer.
-                        let plan = poll::plan(Poll::Auto, &self.cfg.dirs, self.mounts.mounts());
-                        let added = self.poller.replan(plan.dirs.clone(), now);
-                        log_polling(&plan, &added, &self.log);
+                    if matches!(change, Change::Rearmed | Change::DirGone) {
+                        self.replan_polling(now);
                     }
                 }
             }
@@ -288,6 +294,7 @@ impl Daemon<'_> {
                 // The walk moves the watches onto a filesystem mounted there, or back.
                 self.settle.note(now);
                 self.reloads.set_mounts(self.mounts.mounts());
+                self.replan_polling(now);
                 self.log.debug(
                     "possible change",
                     &[("change", Change::Mounted.as_str().into())],

@@ -211,41 +211,78 @@ impl Poller {
 
 /// A cheap digest of what may have changed under `dir`: the target of `..data` for a kubelet
 /// volume (the kubelet changes nothing else), else every entry's name, kind, size, mtime and
-/// inode (files' bytes are read only by the fingerprint, once this differs).
+/// inode (files' bytes are read only by the fingerprint, once this differs). Entries are
+/// hashed one by one and summed, as the fingerprint does, so no listing is held whole; a
+/// directory on a kernel interface (`/proc` below a polled `/`) is not entered.
 pub fn stamp(dir: &Path) -> u64 {
     let mut h = DefaultHasher::new();
     if let Ok(target) = fs::read_link(dir.join("..data")) {
         h.write(target.as_os_str().as_encoded_bytes());
         return h.finish();
     }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
+    let dev = fs::metadata(dir).map_or(0, |m| m.dev());
+    let mut stack = vec![(dir.to_path_buf(), dev)];
+    // Each directory's digest, summed: the order of the listings does not count either.
+    let mut total = 0u64;
+    while let Some((d, dev)) = stack.pop() {
+        let mut h = DefaultHasher::new();
+        h.write_u64(d.as_os_str().len() as u64);
+        h.write(d.as_os_str().as_encoded_bytes());
         let Ok(listing) = fs::read_dir(&d) else {
             h.write_u8(0xff);
+            total = total.wrapping_add(h.finish());
             continue;
         };
-        let mut entries: Vec<_> = listing.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        h.write_u64(entries.len() as u64);
-        for e in entries {
+        let (mut sum, mut count) = (0u64, 0u64);
+        for e in listing.flatten() {
+            let mut eh = DefaultHasher::new();
             let name = e.file_name();
-            h.write_u64(name.len() as u64);
-            h.write(name.as_encoded_bytes());
+            eh.write_u64(name.len() as u64);
+            eh.write(name.as_encoded_bytes());
+            count += 1;
             // Through symlinks, as the app reads; a dangling one hashes as missing.
             let Ok(m) = fs::metadata(e.path()) else {
-                h.write_u8(0);
+                eh.write_u8(0);
+                sum = sum.wrapping_add(eh.finish());
                 continue;
             };
-            h.write_u64(m.ino());
-            h.write_u64(m.size());
-            h.write_i64(m.mtime());
-            h.write_i64(m.mtime_nsec());
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(e.path());
+            eh.write_u64(m.ino());
+            eh.write_u64(m.size());
+            eh.write_i64(m.mtime());
+            eh.write_i64(m.mtime_nsec());
+            sum = sum.wrapping_add(eh.finish());
+            // Another filesystem below (a mount point) is entered unless it is a kernel one.
+            let enter = m.dev() == dev || sys::fs_type(&e.path()).is_ok_and(|t| !kernel(t));
+            if e.file_type().is_ok_and(|t| t.is_dir()) && enter {
+                stack.push((e.path(), m.dev()));
             }
         }
+        h.write_u64(count);
+        h.write_u64(sum);
+        total = total.wrapping_add(h.finish());
     }
-    h.finish()
+    total
+}
+
+/// Kernel interfaces by statfs `f_type` (linux/magic.h): proc, sysfs, cgroup and cgroup2,
+/// debugfs, tracefs, securityfs, bpf, devpts, pstore, configfs, efivarfs, selinuxfs.
+fn kernel(f_type: i64) -> bool {
+    const KERNEL: [i64; 13] = [
+        0x9fa0,
+        0x6265_6572,
+        0x0027_e0eb,
+        0x6367_7270,
+        0x6462_6720,
+        0x7472_6163,
+        0x7363_6673,
+        0xcafe_4a11,
+        0x1cd1,
+        0x6165_676c,
+        0x6265_6570,
+        0xde5e_81e4,
+        0xf97c_ff8c,
+    ];
+    KERNEL.contains(&f_type)
 }
 
 #[cfg(test)]
@@ -267,6 +304,15 @@ mod tests {
         let k = stamp(&d);
         fs::write(d.join("sub/a"), "333").unwrap();
         assert_eq!(stamp(&d), k, "a kubelet volume is stamped by ..data alone");
+        fs::remove_file(d.join("..data")).unwrap();
+        symlink("/proc", d.join("p")).unwrap();
+        assert_eq!(
+            stamp(&d),
+            stamp(&d),
+            "a link to /proc is stamped, not entered"
+        );
+        assert!(kernel(sys::fs_type(Path::new("/proc")).unwrap()));
+        assert!(!kernel(sys::fs_type(&d).unwrap()));
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -358,3 +358,33 @@ fn three_hundred_thousand_files_in_one_directory_fit_in_a_few_mib() {
         "{many} KiB with 300,000 files, {none} KiB with none"
     );
 }
+
+/// Was: a FUSE filesystem (blind to inotify) mounted below a configured directory after start
+/// was never polled: `auto` looked for blind mounts only at start and at a re-arm. The mount
+/// is noticed on mountinfo now, and a change made from outside it reloads.
+#[test]
+fn a_fuse_mounted_below_the_watched_dir_after_start_is_polled_under_auto() {
+    let tmp = TempDir::new("late-fuse").unwrap();
+    let (config, source) = (tmp.join("config"), tmp.join("source"));
+    for d in [&config, &config.join("sub"), &source] {
+        fs::create_dir(d).unwrap();
+    }
+    write(&config.join("top.conf"), "top");
+    let vol = Volume::create(&source, &kv(&[("app.conf", "v1")])).unwrap();
+    let name = unique_name("latefuse");
+    let app = spawn_app(&name, &config.join("sub/app.conf"));
+    let rel = start(&config, &name, &[]);
+    assert!(rel.lines("info polling").is_empty(), "{}", rel.log());
+
+    let fuse = testkit::fuse::Bindfs::mount(&source, &config.join("sub"));
+    let line = &rel.wait_lines("info polling", 1, T)[0];
+    assert!(line.contains("fs=fuse") && line.contains("/sub "), "{line}");
+    // The mount itself changed what the app reads (sub/app.conf appeared).
+    assert_eq!(contents(&app.expect_exactly(1, T, QUIET)), ["v1"]);
+    vol.update(&kv(&[("app.conf", "v2")])).unwrap();
+    let got = app.wait_received(2, Duration::from_secs(5) + T);
+    assert_eq!(contents(&got)[1], "v2");
+    drop(rel);
+    drop(app);
+    drop(fuse);
+}
