@@ -8,7 +8,8 @@
 //! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
 //! would take the signal), `signal` (send), `webhook` (the reload request), `child` (the app
 //! as our child). `reload` wires a settle to them, `check` reports, `mounts` and `limits`
-//! explain set-ups, `log` writes the lines, `sys` wraps the few raw syscalls.
+//! explain set-ups, `stop` tells long loops that a stop signal waits, `log` writes the lines, `sys`
+//! wraps the few raw syscalls.
 //!
 //! One thread, one blocking `ppoll` on the signalfd, the inotify fd and, while a reload request
 //! is on its way, its socket: nothing runs while nothing changes.
@@ -27,6 +28,7 @@ mod poll;
 mod reload;
 mod settle;
 mod signal;
+mod stop;
 mod sys;
 mod target;
 mod url;

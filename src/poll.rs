@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::mounts::Mount;
+use crate::stop::Pacer;
 use crate::sys;
 
 /// Filesystems (statfs `f_type`, linux/magic.h) whose changes may come from outside the
@@ -137,7 +138,7 @@ impl Poller {
         let targets: Vec<Target> = targets
             .into_iter()
             .map(|(dir, fs)| Target {
-                stamp: stamp(&dir),
+                stamp: stamp(&dir, &mut Pacer::new()).unwrap_or_default(),
                 dir,
                 fs,
             })
@@ -170,7 +171,7 @@ impl Poller {
                 None => {
                     added.push((dir.clone(), fs));
                     Target {
-                        stamp: stamp(&dir),
+                        stamp: stamp(&dir, &mut Pacer::new()).unwrap_or_default(),
                         dir,
                         fs,
                     }
@@ -200,8 +201,12 @@ impl Poller {
         }
         self.next = Some(now + every);
         let mut changed = false;
+        let mut pacer = Pacer::new();
         for t in &mut self.targets {
-            let s = stamp(&t.dir);
+            // A stop is pending: the loop reads it next; nothing is decided on half a poll.
+            let Some(s) = stamp(&t.dir, &mut pacer) else {
+                return false;
+            };
             changed |= s != t.stamp;
             t.stamp = s;
         }
@@ -213,12 +218,13 @@ impl Poller {
 /// volume (the kubelet changes nothing else), else every entry's name, kind, size, mtime and
 /// inode (files' bytes are read only by the fingerprint, once this differs). Entries are
 /// hashed one by one and summed, as the fingerprint does, so no listing is held whole; a
-/// directory on a kernel interface (`/proc` below a polled `/`) is not entered.
-pub fn stamp(dir: &Path) -> u64 {
+/// directory on a kernel interface (`/proc` below a polled `/`) is not entered. `None` when a
+/// stop signal came meanwhile.
+pub fn stamp(dir: &Path, pacer: &mut Pacer) -> Option<u64> {
     let mut h = DefaultHasher::new();
     if let Ok(target) = fs::read_link(dir.join("..data")) {
         h.write(target.as_os_str().as_encoded_bytes());
-        return h.finish();
+        return Some(h.finish());
     }
     let dev = fs::metadata(dir).map_or(0, |m| m.dev());
     let mut stack = vec![(dir.to_path_buf(), dev)];
@@ -235,6 +241,9 @@ pub fn stamp(dir: &Path) -> u64 {
         };
         let (mut sum, mut count) = (0u64, 0u64);
         for e in listing.flatten() {
+            if pacer.stopped() {
+                return None;
+            }
             let mut eh = DefaultHasher::new();
             let name = e.file_name();
             eh.write_u64(name.len() as u64);
@@ -261,7 +270,7 @@ pub fn stamp(dir: &Path) -> u64 {
         h.write_u64(sum);
         total = total.wrapping_add(h.finish());
     }
-    total
+    Some(total)
 }
 
 /// Kernel interfaces by statfs `f_type` (linux/magic.h): proc, sysfs, cgroup and cgroup2,
@@ -289,6 +298,10 @@ fn kernel(f_type: i64) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    fn stamp(dir: &Path) -> u64 {
+        super::stamp(dir, &mut Pacer::new()).unwrap()
+    }
 
     #[test]
     fn stamps_change_with_metadata_and_data_links_only() {

@@ -14,6 +14,7 @@ use crate::log::Logger;
 use crate::mounts;
 use crate::settle::Settle;
 use crate::signal::{self, Signal};
+use crate::stop;
 use crate::sys::Pid;
 use crate::target::{self, Process};
 use crate::verdict::{self, Handling, Verdict};
@@ -76,7 +77,7 @@ impl Reloads {
             Hooks {
                 kernel: &self.kernel,
                 on_dir: &mut |dir, id| watcher.ensure(dir, id),
-                stop: &mut stop_pending,
+                stop: &mut stop::pending,
             },
         );
         if report.interrupted {
@@ -332,32 +333,10 @@ pub fn count_dirs(dirs: &[PathBuf], mounts: &[mounts::Mount]) -> Vec<usize> {
             let hooks = Hooks {
                 kernel: &kernel,
                 on_dir: &mut |_, _| n += 1,
-                stop: &mut stop_pending,
+                stop: &mut stop::pending,
             };
             fingerprint::take(std::slice::from_ref(d), hooks);
             n
         })
         .collect()
-}
-
-/// Whether SIGTERM or SIGINT is pending (blocked, waiting in the signalfd), from
-/// `/proc/self/status` (`ShdPnd`: sent to the process; `SigPnd`: to this thread): a long walk
-/// asks this every few milliseconds and stops, so a stop is never kept waiting by it. Reading
-/// `/proc` needs no new unsafe, and unlike a poll of the signalfd it ignores the SIGCHLD or
-/// SIGHUP that may be pending too.
-fn stop_pending() -> bool {
-    let Ok(status) = crate::sys::read_small("/proc/self/status") else {
-        return false;
-    };
-    let stop = 1u64 << (libc::SIGTERM - 1) | 1u64 << (libc::SIGINT - 1);
-    status.split(|&b| b == b'\n').any(|line| {
-        let Some(mask) = line
-            .strip_prefix(b"ShdPnd:")
-            .or_else(|| line.strip_prefix(b"SigPnd:"))
-        else {
-            return false;
-        };
-        let hex = String::from_utf8_lossy(mask);
-        u64::from_str_radix(hex.trim(), 16).is_ok_and(|m| m & stop != 0)
-    })
 }

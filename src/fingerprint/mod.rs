@@ -37,9 +37,10 @@ use std::hash::{DefaultHasher, Hasher};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::names;
+use crate::stop;
 
 mod file;
 mod kubelet;
@@ -56,9 +57,6 @@ const MAX_LINK_DEPTH: u8 = 8;
 const MAX_LINKED_ENTRIES: usize = 100_000;
 /// Attempts at reading a kubelet volume whose `..data` keeps moving.
 const KUBELET_RETRIES: usize = 8;
-/// How often a walk asks whether to stop: well inside the 100 ms a stop may take, and rare
-/// enough that the question (a read of `/proc/self/status`) costs under 1 % of a long walk.
-const STOP_EVERY: Duration = Duration::from_millis(5);
 /// Paths named per kind of file seen by metadata only; the rest are counted.
 const LISTED: usize = 16;
 /// Symlinked files whose target's directory is reported, per walk.
@@ -142,7 +140,7 @@ pub struct Hooks<'a> {
     pub kernel: &'a [u64],
     /// Called with each real directory and its (`st_dev`, `st_ino`) before it is listed.
     pub on_dir: &'a mut dyn FnMut(&Path, (u64, u64)),
-    /// Asked every [`STOP_EVERY`]: true to stop now.
+    /// Asked every [`stop::EVERY`]: true to stop now.
     pub stop: &'a mut dyn FnMut() -> bool,
 }
 
@@ -397,9 +395,9 @@ impl Walker<'_> {
         (digest, top_names)
     }
 
-    /// True once the caller asked to stop; asks it every [`STOP_EVERY`].
+    /// True once the caller asked to stop; asks it every [`stop::EVERY`].
     fn stopped(&mut self) -> bool {
-        if !self.interrupted && self.checked.elapsed() >= STOP_EVERY {
+        if !self.interrupted && self.checked.elapsed() >= stop::EVERY {
             self.interrupted = (self.hooks.stop)();
             self.checked = Instant::now();
         }

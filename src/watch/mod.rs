@@ -420,7 +420,9 @@ impl Watcher {
             return;
         };
         let mut stack = vec![(top, (meta.dev(), meta.ino()))];
-        while let Some((dir, id)) = stack.pop() {
+        let mut pacer = crate::stop::Pacer::new();
+        // A stop pending: the loop reads it next, and nothing is watched any more.
+        while let Some((dir, id)) = stack.pop().filter(|_| !pacer.stopped()) {
             self.ensure(&dir, id);
             let Ok(listing) = std::fs::read_dir(&dir) else {
                 continue;
