@@ -7,7 +7,9 @@
 //! - A file above [`MAX_READ`] counts the same way: a ConfigMap or Secret holds at most 1 MiB,
 //!   so a larger file is a database or an image, not configuration, and hashing a 2 GiB one
 //!   took seconds at every change.
-//! - A file on a kernel interface (a single file bind-mounted from `/proc`) is never read.
+//! - A file on a kernel interface is never read: reached through a symlink, it is known by the
+//!   `stat` of its target before it is opened; a single file bind-mounted from `/proc` into a
+//!   plain directory is found out once it has given [`MAX_READ`] bytes.
 
 use std::fs;
 use std::hash::{DefaultHasher, Hasher};
@@ -24,7 +26,15 @@ pub const MAX_READ: u64 = 16 << 20;
 
 impl Walker<'_> {
     /// A file's content, as one value: its bytes, framed by their length, or its metadata.
-    pub(super) fn file(&mut self, path: &Path) -> u64 {
+    /// `stat`: what a symlink led to, already checked for a kernel interface. A file listed
+    /// in a directory is on the directory's filesystem (already checked) unless it is a mount
+    /// point itself: one that fits in the first read is read without a `stat` (a syscall per
+    /// file fewer); a larger one is `stat`ed after that read.
+    pub(super) fn file(&mut self, path: &Path, stat: Option<&fs::Metadata>) -> u64 {
+        if let Some(m) = stat.filter(|m| m.len() > MAX_READ) {
+            self.large.note(path);
+            return metadata_value(m);
+        }
         // Non-blocking: a fifo that replaced the file since the listing must not hang the open.
         let mut f = match sys::open(path) {
             Ok(f) => f,
@@ -39,21 +49,6 @@ impl Walker<'_> {
             }
             Err(e) => return error_value(&e),
         };
-        let meta = match f.metadata() {
-            Ok(m) => m,
-            Err(e) => return error_value(&e),
-        };
-        if self.is_kernel(meta.dev()) {
-            self.cut(path.to_path_buf(), CutReason::Kernel);
-            return cut_value(CutReason::Kernel);
-        }
-        if !meta.is_file() {
-            return tagged(SPECIAL);
-        }
-        if meta.len() > MAX_READ {
-            self.large.note(path);
-            return metadata_value(&meta);
-        }
         let mut inner = DefaultHasher::new();
         let mut len = 0u64;
         let mut buf = [0u8; 16 * 1024];
@@ -61,9 +56,24 @@ impl Walker<'_> {
             if self.stopped() {
                 return 0;
             }
+            if len > MAX_READ {
+                // Its size said less: it grew, or the filesystem does not tell (/proc).
+                return self.too_large(path, &f).unwrap_or_else(|| {
+                    self.large.note(path);
+                    f.metadata()
+                        .map_or_else(|e| error_value(&e), |m| metadata_value(&m))
+                });
+            }
             match f.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    // More than one buffer: worth a `stat` before reading on (a 2 GiB file is
+                    // then never read past its first 16 KiB).
+                    if len == 0 && n == buf.len() && stat.is_none() {
+                        if let Some(value) = self.too_large(path, &f) {
+                            return value;
+                        }
+                    }
                     inner.write(&buf[..n]);
                     len += n as u64;
                 }
@@ -76,6 +86,26 @@ impl Walker<'_> {
         h.write_u64(len);
         h.write_u64(inner.finish());
         h.finish()
+    }
+
+    /// The value of a file that must not be read on: on a kernel interface (a single file
+    /// bind-mounted from `/proc`, which may never end), not a regular file, or above
+    /// [`MAX_READ`]. `None`: read on.
+    fn too_large(&mut self, path: &Path, f: &fs::File) -> Option<u64> {
+        match f.metadata() {
+            Ok(m) if self.is_kernel(m.dev()) => {
+                self.cut(path.to_path_buf(), CutReason::Kernel);
+                Some(cut_value(CutReason::Kernel))
+            }
+            // A device that replaced the file since the listing (`/dev/zero` never ends).
+            Ok(m) if !m.is_file() => Some(tagged(SPECIAL)),
+            Ok(m) if m.len() > MAX_READ => {
+                self.large.note(path);
+                Some(metadata_value(&m))
+            }
+            Ok(_) => None,
+            Err(e) => Some(error_value(&e)),
+        }
     }
 }
 

@@ -490,7 +490,7 @@ impl Walker<'_> {
                 Kind::Symlink => links.push(name),
                 Kind::Dir => self.subdir(&mut f, name, &e),
                 Kind::File => {
-                    let value = self.file(&f.dir.join(&name));
+                    let value = self.file(&f.dir.join(&name), None);
                     f.add(entry(&name, value));
                 }
                 Kind::Special => f.add(entry(&name, tagged(SPECIAL))),
@@ -545,7 +545,7 @@ impl Walker<'_> {
                 if !f.mode.data {
                     self.link_target(&path);
                 }
-                self.file(&path)
+                self.file(&path, Some(&m))
             }
             Ok(_) => tagged(SPECIAL),
             Err(e) => error_value(&e),
