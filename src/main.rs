@@ -170,7 +170,12 @@ fn serve(cfg: &Config) -> ExitCode {
 fn poller(cfg: &Config, mounts: &[mounts::Mount], log: &Logger) -> Poller {
     let plan = poll::plan(cfg.poll, &cfg.dirs, mounts);
     log_polling(&plan, &plan.dirs, log);
-    Poller::new(plan.every, plan.dirs, Instant::now())
+    Poller::new(
+        plan.every,
+        plan.dirs,
+        mounts::kernel_devs(mounts),
+        Instant::now(),
+    )
 }
 
 /// One `info polling` line per directory of `dirs` (all or part of `plan`'s).
@@ -229,7 +234,8 @@ impl Daemon<'_> {
             // Only a newly polled directory is logged: a deleted subdirectory re-arms too, and
             // must neither repeat the lines nor restart the timer.
             let plan = poll::plan(Poll::Auto, &self.cfg.dirs, self.mounts.mounts());
-            let added = self.poller.replan(plan.dirs.clone(), now);
+            let kernel = mounts::kernel_devs(self.mounts.mounts());
+            let added = self.poller.replan(plan.dirs.clone(), kernel, now);
             log_polling(&plan, &added, &self.log);
         }
     }

@@ -8,14 +8,12 @@
 //! `..data` for a kubelet volume, else a walk comparing names, sizes, mtimes and inodes. A
 //! change found goes through the same settle and fingerprint as an event, so it reloads once.
 
-use std::fs;
-use std::hash::{DefaultHasher, Hasher};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::fingerprint::{self, Hooks, Sink};
 use crate::mounts::Mount;
-use crate::stop::Pacer;
+use crate::stop;
 use crate::sys;
 
 /// Filesystems (statfs `f_type`, linux/magic.h) whose changes may come from outside the
@@ -130,15 +128,22 @@ pub struct Poller {
     every: Option<Duration>,
     targets: Vec<Target>,
     next: Option<Instant>,
+    /// `st_dev` of the kernel interfaces mounted: a stamp never enters one.
+    kernel: Vec<u64>,
 }
 
 impl Poller {
     /// Polls `targets` every `every`; nothing (and no wake-up) when there is none.
-    pub fn new(every: Duration, targets: Vec<(PathBuf, &'static str)>, now: Instant) -> Poller {
+    pub fn new(
+        every: Duration,
+        targets: Vec<(PathBuf, &'static str)>,
+        kernel: Vec<u64>,
+        now: Instant,
+    ) -> Poller {
         let targets: Vec<Target> = targets
             .into_iter()
             .map(|(dir, fs)| Target {
-                stamp: stamp(&dir, &mut Pacer::new()).unwrap_or_default(),
+                stamp: stamp(&dir, &kernel).unwrap_or_default(),
                 dir,
                 fs,
             })
@@ -148,6 +153,7 @@ impl Poller {
             every: Some(every),
             targets,
             next,
+            kernel,
         }
     }
 
@@ -158,8 +164,10 @@ impl Poller {
     pub fn replan(
         &mut self,
         targets: Vec<(PathBuf, &'static str)>,
+        kernel: Vec<u64>,
         now: Instant,
     ) -> Vec<(PathBuf, &'static str)> {
+        self.kernel = kernel;
         let mut old = std::mem::take(&mut self.targets);
         let mut added = Vec::new();
         for (dir, fs) in targets {
@@ -171,7 +179,7 @@ impl Poller {
                 None => {
                     added.push((dir.clone(), fs));
                     Target {
-                        stamp: stamp(&dir, &mut Pacer::new()).unwrap_or_default(),
+                        stamp: stamp(&dir, &self.kernel).unwrap_or_default(),
                         dir,
                         fs,
                     }
@@ -201,10 +209,9 @@ impl Poller {
         }
         self.next = Some(now + every);
         let mut changed = false;
-        let mut pacer = Pacer::new();
         for t in &mut self.targets {
             // A stop is pending: the loop reads it next; nothing is decided on half a poll.
-            let Some(s) = stamp(&t.dir, &mut pacer) else {
+            let Some(s) = stamp(&t.dir, &self.kernel) else {
                 return false;
             };
             changed |= s != t.stamp;
@@ -214,93 +221,37 @@ impl Poller {
     }
 }
 
-/// A cheap digest of what may have changed under `dir`: the target of `..data` for a kubelet
-/// volume (the kubelet changes nothing else), else every entry's name, kind, size, mtime and
-/// inode (files' bytes are read only by the fingerprint, once this differs). Entries are
-/// hashed one by one and summed, as the fingerprint does, so no listing is held whole; a
-/// directory on a kernel interface (`/proc` below a polled `/`) is not entered. `None` when a
-/// stop signal came meanwhile.
-pub fn stamp(dir: &Path, pacer: &mut Pacer) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    if let Ok(target) = fs::read_link(dir.join("..data")) {
-        h.write(target.as_os_str().as_encoded_bytes());
-        return Some(h.finish());
+/// A cheap digest of what may have changed under `dir`: the walk of the fingerprint with
+/// every file by its size, mtime and inode instead of its bytes (the bytes are read only by the
+/// fingerprint, once this differs), a kubelet volume by where `..data` points. The same names
+/// count as for the fingerprint and the watcher, and nothing on a kernel interface (`kernel`:
+/// their `st_dev`) is entered. `None` when a stop signal came meanwhile.
+pub fn stamp(dir: &Path, kernel: &[u64]) -> Option<u64> {
+    let report = fingerprint::take(
+        std::slice::from_ref(&dir.to_path_buf()),
+        Hooks {
+            sink: Sink::Metadata,
+            kernel,
+            on_dir: &mut |_, _| {},
+            stop: &mut stop::pending,
+        },
+    );
+    if report.interrupted {
+        return None;
     }
-    let dev = fs::metadata(dir).map_or(0, |m| m.dev());
-    let mut stack = vec![(dir.to_path_buf(), dev)];
-    // Each directory's digest, summed: the order of the listings does not count either.
-    let mut total = 0u64;
-    while let Some((d, dev)) = stack.pop() {
-        let mut h = DefaultHasher::new();
-        h.write_u64(d.as_os_str().len() as u64);
-        h.write(d.as_os_str().as_encoded_bytes());
-        let Ok(listing) = fs::read_dir(&d) else {
-            h.write_u8(0xff);
-            total = total.wrapping_add(h.finish());
-            continue;
-        };
-        let (mut sum, mut count) = (0u64, 0u64);
-        for e in listing.flatten() {
-            if pacer.stopped() {
-                return None;
-            }
-            let mut eh = DefaultHasher::new();
-            let name = e.file_name();
-            eh.write_u64(name.len() as u64);
-            eh.write(name.as_encoded_bytes());
-            count += 1;
-            // Through symlinks, as the app reads; a dangling one hashes as missing.
-            let Ok(m) = fs::metadata(e.path()) else {
-                eh.write_u8(0);
-                sum = sum.wrapping_add(eh.finish());
-                continue;
-            };
-            eh.write_u64(m.ino());
-            eh.write_u64(m.size());
-            eh.write_i64(m.mtime());
-            eh.write_i64(m.mtime_nsec());
-            sum = sum.wrapping_add(eh.finish());
-            // Another filesystem below (a mount point) is entered unless it is a kernel one.
-            let enter = m.dev() == dev || sys::fs_type(&e.path()).is_ok_and(|t| !kernel(t));
-            if e.file_type().is_ok_and(|t| t.is_dir()) && enter {
-                stack.push((e.path(), m.dev()));
-            }
-        }
-        h.write_u64(count);
-        h.write_u64(sum);
-        total = total.wrapping_add(h.finish());
-    }
-    Some(total)
-}
-
-/// Kernel interfaces by statfs `f_type` (linux/magic.h): proc, sysfs, cgroup and cgroup2,
-/// debugfs, tracefs, securityfs, bpf, devpts, pstore, configfs, efivarfs, selinuxfs.
-fn kernel(f_type: i64) -> bool {
-    const KERNEL: [i64; 13] = [
-        0x9fa0,
-        0x6265_6572,
-        0x0027_e0eb,
-        0x6367_7270,
-        0x6462_6720,
-        0x7472_6163,
-        0x7363_6673,
-        0xcafe_4a11,
-        0x1cd1,
-        0x6165_676c,
-        0x6265_6570,
-        0xde5e_81e4,
-        0xf97c_ff8c,
-    ];
-    KERNEL.contains(&f_type)
+    // A missing directory stamps as 0: its return is a change.
+    Some(report.outcome.map_or(0, |f| f.0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt};
 
     fn stamp(dir: &Path) -> u64 {
-        super::stamp(dir, &mut Pacer::new()).unwrap()
+        let kernel = [fs::metadata("/proc").unwrap().dev()];
+        super::stamp(dir, &kernel).unwrap()
     }
 
     #[test]
@@ -324,8 +275,9 @@ mod tests {
             stamp(&d),
             "a link to /proc is stamped, not entered"
         );
-        assert!(kernel(sys::fs_type(Path::new("/proc")).unwrap()));
-        assert!(!kernel(sys::fs_type(&d).unwrap()));
+        let s = stamp(&d);
+        fs::write(d.join(".x.conf.swp"), "vim").unwrap();
+        assert_eq!(stamp(&d), s, "scratch files are not content here either");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -337,17 +289,21 @@ mod tests {
         let (a, b) = (d.clone(), d.join("b"));
         let t0 = Instant::now();
         let every = Duration::from_secs(5);
-        let mut p = Poller::new(every, vec![(a.clone(), "fuse")], t0);
+        let mut p = Poller::new(every, vec![(a.clone(), "fuse")], Vec::new(), t0);
         fs::write(a.join("x"), "changed before the re-plan").unwrap();
         let later = t0 + Duration::from_secs(3);
-        let added = p.replan(vec![(a.clone(), "fuse"), (b.clone(), "nfs")], later);
+        let added = p.replan(
+            vec![(a.clone(), "fuse"), (b.clone(), "nfs")],
+            Vec::new(),
+            later,
+        );
         assert_eq!(added, [(b, "nfs")], "only the new directory is reported");
         assert_eq!(p.deadline(), Some(t0 + every), "the schedule is kept");
         assert!(
             p.tick(t0 + every),
             "the change before the re-plan is still found"
         );
-        assert!(p.replan(Vec::new(), later).is_empty());
+        assert!(p.replan(Vec::new(), Vec::new(), later).is_empty());
         assert_eq!(p.deadline(), None, "nothing polled: no timer");
         fs::remove_dir_all(&d).unwrap();
     }

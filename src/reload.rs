@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::{Config, Targets};
-use crate::fingerprint::{self, Cut, Fingerprint, Hooks, Listed, Report};
+use crate::fingerprint::{self, Cut, Fingerprint, Hooks, Listed, Report, Sink};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
@@ -72,9 +72,11 @@ impl Reloads {
     /// finds, logs what it could not watch or follow.
     fn walk(&mut self, cfg: &Config, watcher: &mut Watcher, log: &Logger) -> Report {
         watcher.begin_walk();
+        watcher.set_kernel(&self.kernel);
         let report = fingerprint::take(
             &cfg.dirs,
             Hooks {
+                sink: Sink::Bytes,
                 kernel: &self.kernel,
                 on_dir: &mut |dir, id| watcher.ensure(dir, id),
                 stop: &mut stop::pending,
@@ -330,7 +332,9 @@ pub fn count_dirs(dirs: &[PathBuf], mounts: &[mounts::Mount]) -> Vec<usize> {
     dirs.iter()
         .map(|d| {
             let mut n = 0;
+            // Directories only: no file is read, no symlink followed.
             let hooks = Hooks {
+                sink: Sink::Nothing,
                 kernel: &kernel,
                 on_dir: &mut |_, _| n += 1,
                 stop: &mut stop::pending,

@@ -1,14 +1,14 @@
-//! Whether a stop signal (SIGTERM or SIGINT) waits, blocked, for the loop to read it: asked by
-//! every loop that may run long between two `ppoll`s (a fingerprint walk, a poll stamp, arming
-//! a new subtree), which then ends at once so that the loop reads the signal and stops. A walk
-//! of a huge tree or a slow filesystem never keeps a stop waiting for more than a few
-//! milliseconds (plus the syscall in progress).
+//! Whether a stop signal (SIGTERM or SIGINT) waits, blocked, for the loop to read it: asked
+//! every [`EVERY`] by the one walk (the fingerprint, a poll stamp, arming a new subtree), which
+//! then ends at once so that the loop reads the signal and stops. A walk of a huge tree or a
+//! slow filesystem never keeps a stop waiting for more than a few milliseconds (plus the
+//! syscall in progress).
 //!
 //! Read from `/proc/self/status`, never from the signalfd: a read would consume the signal,
 //! and a poll would also report the SIGCHLD or SIGHUP that may wait there. Deciding what a stop
 //! means is the loop's business, never this module's.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::sys;
 
@@ -35,32 +35,6 @@ fn stop_in(status: &[u8]) -> bool {
         let hex = String::from_utf8_lossy(mask);
         u64::from_str_radix(hex.trim(), 16).is_ok_and(|m| m & stop != 0)
     })
-}
-
-/// Asks [`pending`] at most every [`EVERY`], and remembers a yes.
-#[derive(Debug)]
-pub struct Pacer {
-    last: Instant,
-    stopped: bool,
-}
-
-impl Pacer {
-    /// Starts now: a loop shorter than [`EVERY`] never asks.
-    pub fn new() -> Pacer {
-        Pacer {
-            last: Instant::now(),
-            stopped: false,
-        }
-    }
-
-    /// True once a stop signal was found pending.
-    pub fn stopped(&mut self) -> bool {
-        if !self.stopped && self.last.elapsed() >= EVERY {
-            self.stopped = pending();
-            self.last = Instant::now();
-        }
-        self.stopped
-    }
 }
 
 #[cfg(test)]

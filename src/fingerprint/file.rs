@@ -110,7 +110,7 @@ impl Walker<'_> {
 }
 
 /// What can be seen of a file without reading it.
-fn metadata_value(m: &fs::Metadata) -> u64 {
+pub(super) fn metadata_value(m: &fs::Metadata) -> u64 {
     let mut h = DefaultHasher::new();
     h.write_u8(META);
     h.write_u64(m.size());

@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::{
-    bytes, cut_value, error_value, tagged, CutReason, Mode, Names, Walker, KUBELET,
+    bytes, cut_value, error_value, tagged, CutReason, Mode, Names, Sink, Walker, KUBELET,
     KUBELET_RETRIES, SPECIAL, UNSTABLE,
 };
 
@@ -42,6 +42,10 @@ impl Walker<'_> {
             let Ok(before) = fs::read_link(&data) else {
                 continue;
             };
+            if self.hooks.sink == Sink::Metadata {
+                bytes(&mut h, before.as_os_str().as_encoded_bytes());
+                return Some(h.finish());
+            }
             let target = dir.join(&before);
             let meta = match fs::metadata(&target) {
                 Ok(m) if m.is_dir() && !self.is_kernel(m.dev()) => m,

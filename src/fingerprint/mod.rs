@@ -30,6 +30,10 @@
 //! `..data`) before listing it: the watcher arms its watches there, so the first walk watches
 //! and fingerprints in one pass, and every later one re-checks that each directory is watched
 //! on its current inode. It also reports where each symlinked file leads, for a watch there.
+//!
+//! It is the one walk of the program ([`Sink`]): the poll stamp takes it with every file by its
+//! metadata, and the watcher arms a new subtree with it, reading nothing; `--check` counts
+//! directories with it the same way. One rule for what is content, one set of bounds.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -134,8 +138,25 @@ pub struct Report {
     pub link_targets: Vec<(PathBuf, OsString)>,
 }
 
+/// What a walk records of each file: the one walk serves the fingerprint, the poll stamp and
+/// the arming of a new subtree, with one rule for what is content (`names`), the same bounds
+/// and the same watch-before-list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// Its bytes: the fingerprint.
+    Bytes,
+    /// Its size, mtime and inode, without opening it; a kubelet volume by where `..data`
+    /// points (the kubelet changes nothing else): the poll stamp, cheap on a filesystem that
+    /// has to be polled.
+    Metadata,
+    /// Nothing: the walk arms watches and counts directories only, and follows no symlink.
+    Nothing,
+}
+
 /// What the walk needs from its caller.
 pub struct Hooks<'a> {
+    /// What it records of each file.
+    pub sink: Sink,
     /// `st_dev` of every kernel interface mounted (proc, sysfs, ...): nothing on one is read.
     pub kernel: &'a [u64],
     /// Called with each real directory and its (`st_dev`, `st_ino`) before it is listed.
@@ -490,11 +511,20 @@ impl Walker<'_> {
                 Kind::Symlink => links.push(name),
                 Kind::Dir => self.subdir(&mut f, name, &e),
                 Kind::File => {
-                    let value = self.file(&f.dir.join(&name), None);
+                    let value = match self.hooks.sink {
+                        Sink::Bytes => self.file(&f.dir.join(&name), None),
+                        Sink::Metadata => e
+                            .metadata()
+                            .map_or_else(|e| error_value(&e), |m| file::metadata_value(&m)),
+                        Sink::Nothing => 0,
+                    };
                     f.add(entry(&name, value));
                 }
                 Kind::Special => f.add(entry(&name, tagged(SPECIAL))),
             }
+        }
+        if self.hooks.sink == Sink::Nothing {
+            return Opened::Frame(f);
         }
         if kubelet && !mode.data {
             if let Some(value) = self.kubelet(&f.dir, f.names, mode, ancestors, id) {
@@ -541,6 +571,7 @@ impl Walker<'_> {
                 let id = (m.dev(), m.ino());
                 return f.pending.push(Sub { name, id, mode });
             }
+            Ok(m) if m.is_file() && self.hooks.sink == Sink::Metadata => file::metadata_value(&m),
             Ok(m) if m.is_file() => {
                 if !f.mode.data {
                     self.link_target(&path);

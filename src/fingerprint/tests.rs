@@ -32,6 +32,7 @@ fn walk(dirs: &[PathBuf], kernel: &[u64]) -> (Report, Vec<PathBuf>) {
     let r = take(
         dirs,
         Hooks {
+            sink: Sink::Bytes,
             kernel,
             on_dir: &mut |p, _| seen.push(p.to_path_buf()),
             stop: &mut || false,
@@ -282,6 +283,7 @@ fn a_walk_asked_to_stop_ends_interrupted() {
     let r = take(
         std::slice::from_ref(&d.0),
         Hooks {
+            sink: Sink::Bytes,
             kernel: &[],
             on_dir: &mut |_, _| std::thread::sleep(Duration::from_millis(1)),
             stop: &mut || {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
+use crate::fingerprint::{self, Hooks, Sink};
 use crate::log::Logger;
 use crate::names;
 
@@ -87,6 +88,8 @@ pub struct Watcher {
     /// The current walk (from 1).
     gen: u32,
     unwatched: Unwatched,
+    /// `st_dev` of the kernel interfaces mounted.
+    kernel: Vec<u64>,
     /// sed-shaped files created and not yet renamed away: (watch, name, created).
     sed: Vec<(i32, OsString, Instant)>,
     buf: Vec<u8>,
@@ -113,6 +116,7 @@ impl Watcher {
             missing: vec![false; roots.len()],
             gen: 0,
             unwatched: Unwatched::default(),
+            kernel: Vec::new(),
             sed: Vec::new(),
             // Room for many events per read; one event needs at most 16 + NAME_MAX + 1 bytes.
             buf: vec![0; 16 * 1024],
@@ -413,29 +417,24 @@ impl Watcher {
 
     /// Watches a directory that just appeared and every real directory below it at once, not
     /// at the next settle: a burst of writes inside it then keeps the settle open, so the app
-    /// is not reloaded halfway through (the walk lists each after watching it).
+    /// is not reloaded halfway through. The fingerprint's own walk does it (each directory
+    /// watched before it is listed, the same names and bounds), reading no file.
     fn arm_tree(&mut self, top: PathBuf) {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = top.symlink_metadata() else {
-            return;
-        };
-        let mut stack = vec![(top, (meta.dev(), meta.ino()))];
-        let mut pacer = crate::stop::Pacer::new();
-        // A stop pending: the loop reads it next, and nothing is watched any more.
-        while let Some((dir, id)) = stack.pop().filter(|_| !pacer.stopped()) {
-            self.ensure(&dir, id);
-            let Ok(listing) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in listing.flatten() {
-                let name = e.file_name();
-                if e.file_type().is_ok_and(|t| t.is_dir()) && !names::skip(&name, true) {
-                    // By stat, not d_ino: a mount point's own root.
-                    if let Ok(m) = e.metadata() {
-                        stack.push((dir.join(name), (m.dev(), m.ino())));
-                    }
-                }
-            }
-        }
+        let kernel = std::mem::take(&mut self.kernel);
+        fingerprint::take(
+            &[top],
+            Hooks {
+                sink: Sink::Nothing,
+                kernel: &kernel,
+                on_dir: &mut |dir, id| self.ensure(dir, id),
+                stop: &mut crate::stop::pending,
+            },
+        );
+        self.kernel = kernel;
+    }
+
+    /// The kernel interfaces' `st_dev`, which arming a new subtree never enters.
+    pub fn set_kernel(&mut self, kernel: &[u64]) {
+        kernel.clone_into(&mut self.kernel);
     }
 }
