@@ -8,6 +8,7 @@
 //! `..data` for a kubelet volume, else a walk comparing names, sizes, mtimes and inodes. A
 //! change found goes through the same settle and fingerprint as an event, so it reloads once.
 
+use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -227,6 +228,12 @@ impl Poller {
 /// count as for the fingerprint and the watcher, and nothing on a kernel interface (`kernel`:
 /// their `st_dev`) is entered. `None` when a stop signal came meanwhile.
 pub fn stamp(dir: &Path, kernel: &[u64]) -> Option<u64> {
+    // A kubelet volume: one readlink, where the walk would list the volume first.
+    if let Ok(target) = std::fs::read_link(dir.join("..data")) {
+        let mut h = DefaultHasher::new();
+        h.write(target.as_os_str().as_encoded_bytes());
+        return Some(h.finish());
+    }
     let report = fingerprint::take(
         std::slice::from_ref(&dir.to_path_buf()),
         Hooks {
