@@ -8,8 +8,8 @@
 //! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
 //! would take the signal), `signal` (send), `webhook` (the reload request), `child` (the app
 //! as our child). `reload` wires a settle to them, `check` reports, `mounts` and `limits`
-//! explain set-ups, `stop` tells long loops that a stop signal waits, `log` writes the lines, `sys`
-//! wraps the few raw syscalls.
+//! explain set-ups (`mounts` also notices mounts appearing), `stop` tells a long walk that a
+//! stop signal waits, `log` writes the lines, `sys` wraps the few raw syscalls.
 //!
 //! One thread, one blocking `ppoll` on the signalfd, the inotify fd and, while a reload request
 //! is on its way, its socket: nothing runs while nothing changes.

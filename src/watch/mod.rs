@@ -27,6 +27,7 @@ use crate::log::Logger;
 use crate::names;
 
 mod events;
+mod links;
 mod rearm;
 
 pub use events::Change;
@@ -207,43 +208,6 @@ impl Watcher {
         w.seen = 0;
         if !self.triggers.contains_key(&id) && !self.link_targets.contains_key(&id) {
             self.remove(id);
-        }
-    }
-
-    /// Watches the directory of each symlinked file's target (`(dir, name)`, as the last
-    /// complete walk found them), for those names; drops the watches no link leads to now.
-    pub fn watch_link_targets(&mut self, targets: &[(PathBuf, OsString)], log: &Logger) {
-        let mut wanted: HashMap<&Path, Vec<OsString>> = HashMap::new();
-        for (dir, name) in targets {
-            let names = wanted.entry(dir.as_path()).or_default();
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        let old: Vec<i32> = self.link_targets.drain().map(|(id, _)| id).collect();
-        for (dir, names) in wanted {
-            match self.inotify.watches().add(dir, MASK) {
-                Ok(wd) => {
-                    let id = wd.get_watch_descriptor_id();
-                    self.watches.entry(id).or_insert_with(|| Watch {
-                        wd,
-                        path: Box::from(dir),
-                        ino: (0, 0),
-                        seen: 0,
-                    });
-                    self.link_targets.insert(id, names);
-                }
-                Err(e) => log.debug(
-                    "cannot watch the directory of a symlink target",
-                    &[("dir", dir.into()), ("error", e.to_string().into())],
-                ),
-            }
-        }
-        for id in old {
-            let idle = self.watches.get(&id).is_some_and(|w| w.seen == 0);
-            if idle && !self.link_targets.contains_key(&id) && !self.triggers.contains_key(&id) {
-                self.remove(id);
-            }
         }
     }
 
