@@ -11,7 +11,10 @@
 //! Which directories are watched is not decided here: each fingerprint walk calls
 //! [`Watcher::ensure`] for every directory it lists, and [`Watcher::sweep`] drops the rest.
 //! A watch is forgotten by its descriptor, never by its path: the `IN_IGNORED` of a directory
-//! replaced at the same path arrives after the new one is already watched there.
+//! replaced at the same path arrives after the new one is already watched there. Directories
+//! are known by (`st_dev`, `st_ino`): a filesystem mounted on one is another directory. The
+//! directories holding the targets of symlinked files outside the trees are watched too, for
+//! those names only (`links`).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
