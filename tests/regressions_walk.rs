@@ -346,7 +346,10 @@ fn three_hundred_thousand_files_in_one_directory_fit_in_a_few_mib() {
             File::create(dir.join(format!("file-{i:06}.conf"))).unwrap();
         }
         let name = unique_name("manyapp");
-        let mut rel = start(dir.path(), &name, &[]);
+        // Walking 300,000 files takes the debug build seconds, more on a loaded machine.
+        let mut cmd = command(bin(), &env(dir.path(), &name, &[]), &[]);
+        let mut rel = Reloader::spawn_command(&mut cmd);
+        rel.wait_lines("info watching", 1, Duration::from_secs(90));
         let kib = proc_number(rel.pid(), "status", "VmHWM:");
         rel.terminate();
         kib
