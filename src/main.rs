@@ -13,7 +13,7 @@
 //! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
 //! would take the signal, with `runtime` for runtimes whose handler is not the app's), `retry`
 //! (sending to each target, and again to those that could not take it yet), `signal` (send),
-//! `webhook` and `url` (the reload request), `child` (the app as our child). `limits` explains sysctls, `log` writes the lines, `sys` wraps the
+//! `webhook` and `url` (the reload request), `child` (the app as our child). `stop` tells a long walk that a stop signal waits, `limits` explains sysctls, `log` writes the lines, `sys` wraps the
 //! few raw syscalls.
 //!
 //! One thread, one blocking `ppoll`: nothing runs while nothing changes.
@@ -35,6 +35,7 @@ mod runtime;
 mod serve;
 mod settle;
 mod signal;
+mod stop;
 mod sys;
 mod target;
 mod url;

@@ -4,17 +4,24 @@
 //! swaps `..data` elsewhere, so the mount keeps the old content for ever (kubernetes#50345). A
 //! single-file bind mount keeps the old inode when the file is replaced. Both are warned about
 //! once at start.
+//!
+//! [`MountWatch`] notices mounts appearing and vanishing at or below a configured directory
+//! (the walk must then move its watches onto the new filesystem, or back).
 
 use std::ffi::OsString;
-use std::fs;
+use std::fs::{self, File};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use crate::log::Logger;
+use crate::sys::Interest;
 
 /// One line of mountinfo: the fields we use.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Mount {
+    /// Field 3: the `st_dev` of the files on it (`major:minor`).
+    pub dev: u64,
     /// Field 4: the root of the mount within its filesystem.
     pub root: PathBuf,
     /// Field 5: where it is mounted.
@@ -36,7 +43,9 @@ pub fn parse(text: &[u8]) -> Vec<Mount> {
         .filter_map(|line| {
             let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
             let sep = fields.iter().position(|f| *f == b"-")?;
+            let (major, minor) = std::str::from_utf8(fields.get(2)?).ok()?.split_once(':')?;
             Some(Mount {
+                dev: libc::makedev(major.parse().ok()?, minor.parse().ok()?),
                 root: unescape(fields.get(3)?),
                 point: unescape(fields.get(4)?),
                 fstype: String::from_utf8_lossy(fields.get(sep + 1)?).into_owned(),
@@ -106,14 +115,75 @@ pub fn fstype_of<'a>(path: &Path, mounts: &'a [Mount]) -> Option<&'a str> {
         .map(|m| m.fstype.as_str())
 }
 
-/// The mount points of kernel interfaces (`/proc`, `/sys`, ...): a walk of `/` must not read
-/// them.
-pub fn kernel_points(mounts: &[Mount]) -> Vec<PathBuf> {
+/// The `st_dev` of every kernel interface mounted: a walk reads nothing on one, however it
+/// reaches it (a symlink to `/proc` included).
+pub fn kernel_devs(mounts: &[Mount]) -> Vec<u64> {
     mounts
         .iter()
         .filter(|m| is_kernel(&m.fstype))
-        .map(|m| m.point.clone())
+        .map(|m| m.dev)
         .collect()
+}
+
+/// Mounts appearing or vanishing at or below a configured directory. The kernel flags
+/// `/proc/self/mountinfo` with `POLLPRI` (and `POLLERR`) at each change of our mount table and
+/// never otherwise (proc(5)), so waiting on it costs no wake-up while nothing is mounted;
+/// `POLLIN` is always set there, so only `POLLPRI` is asked for. A poll clears the flag.
+pub struct MountWatch {
+    /// Open only to be polled; the table is read afresh each time.
+    file: Option<File>,
+    dirs: Vec<PathBuf>,
+    mounts: Vec<Mount>,
+    /// The mounts at or below a configured directory: `(point, dev, root)`.
+    relevant: Vec<(PathBuf, u64, PathBuf)>,
+}
+
+impl MountWatch {
+    /// Reads the table; watches it for the configured `dirs` (unwatched if mountinfo cannot be
+    /// opened: the walk still runs at each change inotify reports).
+    pub fn new(dirs: &[PathBuf]) -> MountWatch {
+        let mut w = MountWatch {
+            file: File::open("/proc/self/mountinfo").ok(),
+            dirs: dirs.to_vec(),
+            mounts: Vec::new(),
+            relevant: Vec::new(),
+        };
+        w.reread();
+        w
+    }
+
+    /// The mounts as last read.
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
+    /// What to wait for.
+    pub fn interest(&self) -> Option<Interest<'_>> {
+        self.file.as_ref().map(|f| Interest::priority(f.as_fd()))
+    }
+
+    /// The table changed: re-reads it. True when a mount at or below a configured directory
+    /// appeared, vanished or changed, so the trees must be walked again.
+    pub fn ready(&mut self) -> bool {
+        let before = std::mem::take(&mut self.relevant);
+        self.reread();
+        before != self.relevant
+    }
+
+    fn reread(&mut self) {
+        self.mounts = all();
+        let dirs: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter_map(|d| d.canonicalize().ok())
+            .collect();
+        self.relevant = self
+            .mounts
+            .iter()
+            .filter(|m| dirs.iter().any(|d| m.point.starts_with(d)))
+            .map(|m| (m.point.clone(), m.dev, m.root.clone()))
+            .collect();
+    }
 }
 
 /// A mount under or above a configured directory that the kubelet will never update.
@@ -209,11 +279,19 @@ mod tests {
         let text = b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:5 / /proc rw - proc proc rw\n3 1 0:6 / /sys rw - sysfs sysfs rw\n4 1 0:7 / /tmp rw - tmpfs tmpfs rw\n";
         let m = parse(text);
         assert_eq!(
-            kernel_points(&m),
-            vec![PathBuf::from("/proc"), PathBuf::from("/sys")]
+            kernel_devs(&m),
+            vec![libc::makedev(0, 5), libc::makedev(0, 6)]
         );
         assert!(is_kernel("cgroup2") && !is_kernel("tmpfs") && !is_kernel("fuse.bindfs"));
         let real = parse(&fs::read("/proc/self/mountinfo").unwrap());
         assert_eq!(fstype_of(Path::new("/proc/self"), &real), Some("proc"));
+        use std::os::unix::fs::MetadataExt;
+        let proc_dev = fs::metadata("/proc/self").unwrap().dev();
+        assert!(
+            kernel_devs(&real).contains(&proc_dev),
+            "st_dev matches field 3"
+        );
+        let tmp_dev = fs::metadata(std::env::temp_dir()).unwrap().dev();
+        assert!(!kernel_devs(&real).contains(&tmp_dev));
     }
 }

@@ -8,13 +8,13 @@
 //! `..data` for a kubelet volume, else a walk comparing names, sizes, mtimes and inodes. A
 //! change found goes through the same settle and fingerprint as an event, so it reloads once.
 
-use std::fs;
 use std::hash::{DefaultHasher, Hasher};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::fingerprint::{self, Hooks, Sink};
 use crate::mounts::Mount;
+use crate::stop;
 use crate::sys;
 
 /// Filesystems (statfs `f_type`, linux/magic.h) whose changes may come from outside the
@@ -129,15 +129,22 @@ pub struct Poller {
     every: Option<Duration>,
     targets: Vec<Target>,
     next: Option<Instant>,
+    /// `st_dev` of the kernel interfaces mounted: a stamp never enters one.
+    kernel: Vec<u64>,
 }
 
 impl Poller {
     /// Polls `targets` every `every`; nothing (and no wake-up) when there is none.
-    pub fn new(every: Duration, targets: Vec<(PathBuf, &'static str)>, now: Instant) -> Poller {
+    pub fn new(
+        every: Duration,
+        targets: Vec<(PathBuf, &'static str)>,
+        kernel: Vec<u64>,
+        now: Instant,
+    ) -> Poller {
         let targets: Vec<Target> = targets
             .into_iter()
             .map(|(dir, fs)| Target {
-                stamp: stamp(&dir),
+                stamp: stamp(&dir, &kernel).unwrap_or_default(),
                 dir,
                 fs,
             })
@@ -147,6 +154,7 @@ impl Poller {
             every: Some(every),
             targets,
             next,
+            kernel,
         }
     }
 
@@ -157,8 +165,10 @@ impl Poller {
     pub fn replan(
         &mut self,
         targets: Vec<(PathBuf, &'static str)>,
+        kernel: Vec<u64>,
         now: Instant,
     ) -> Vec<(PathBuf, &'static str)> {
+        self.kernel = kernel;
         let mut old = std::mem::take(&mut self.targets);
         let mut added = Vec::new();
         for (dir, fs) in targets {
@@ -170,7 +180,7 @@ impl Poller {
                 None => {
                     added.push((dir.clone(), fs));
                     Target {
-                        stamp: stamp(&dir),
+                        stamp: stamp(&dir, &self.kernel).unwrap_or_default(),
                         dir,
                         fs,
                     }
@@ -201,7 +211,10 @@ impl Poller {
         self.next = Some(now + every);
         let mut changed = false;
         for t in &mut self.targets {
-            let s = stamp(&t.dir);
+            // A stop is pending: the loop reads it next; nothing is decided on half a poll.
+            let Some(s) = stamp(&t.dir, &self.kernel) else {
+                return false;
+            };
             changed |= s != t.stamp;
             t.stamp = s;
         }
@@ -209,49 +222,44 @@ impl Poller {
     }
 }
 
-/// A cheap digest of what may have changed under `dir`: the target of `..data` for a kubelet
-/// volume (the kubelet changes nothing else), else every entry's name, kind, size, mtime and
-/// inode (files' bytes are read only by the fingerprint, once this differs).
-pub fn stamp(dir: &Path) -> u64 {
-    let mut h = DefaultHasher::new();
-    if let Ok(target) = fs::read_link(dir.join("..data")) {
+/// A cheap digest of what may have changed under `dir`: the walk of the fingerprint with
+/// every file by its size, mtime and inode instead of its bytes (the bytes are read only by the
+/// fingerprint, once this differs), a kubelet volume by where `..data` points. The same names
+/// count as for the fingerprint and the watcher, and nothing on a kernel interface (`kernel`:
+/// their `st_dev`) is entered. `None` when a stop signal came meanwhile.
+pub fn stamp(dir: &Path, kernel: &[u64]) -> Option<u64> {
+    // A kubelet volume: one readlink, where the walk would list the volume first.
+    if let Ok(target) = std::fs::read_link(dir.join("..data")) {
+        let mut h = DefaultHasher::new();
         h.write(target.as_os_str().as_encoded_bytes());
-        return h.finish();
+        return Some(h.finish());
     }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(listing) = fs::read_dir(&d) else {
-            h.write_u8(0xff);
-            continue;
-        };
-        let mut entries: Vec<_> = listing.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        h.write_u64(entries.len() as u64);
-        for e in entries {
-            let name = e.file_name();
-            h.write_u64(name.len() as u64);
-            h.write(name.as_encoded_bytes());
-            // Through symlinks, as the app reads; a dangling one hashes as missing.
-            let Ok(m) = fs::metadata(e.path()) else {
-                h.write_u8(0);
-                continue;
-            };
-            h.write_u64(m.ino());
-            h.write_u64(m.size());
-            h.write_i64(m.mtime());
-            h.write_i64(m.mtime_nsec());
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(e.path());
-            }
-        }
+    let report = fingerprint::take(
+        std::slice::from_ref(&dir.to_path_buf()),
+        Hooks {
+            sink: Sink::Metadata,
+            kernel,
+            on_dir: &mut |_, _| {},
+            stop: &mut stop::pending,
+        },
+    );
+    if report.interrupted {
+        return None;
     }
-    h.finish()
+    // A missing directory stamps as 0: its return is a change.
+    Some(report.outcome.map_or(0, |f| f.0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    fn stamp(dir: &Path) -> u64 {
+        let kernel = [fs::metadata("/proc").unwrap().dev()];
+        super::stamp(dir, &kernel).unwrap()
+    }
 
     #[test]
     fn stamps_change_with_metadata_and_data_links_only() {
@@ -267,6 +275,16 @@ mod tests {
         let k = stamp(&d);
         fs::write(d.join("sub/a"), "333").unwrap();
         assert_eq!(stamp(&d), k, "a kubelet volume is stamped by ..data alone");
+        fs::remove_file(d.join("..data")).unwrap();
+        symlink("/proc", d.join("p")).unwrap();
+        assert_eq!(
+            stamp(&d),
+            stamp(&d),
+            "a link to /proc is stamped, not entered"
+        );
+        let s = stamp(&d);
+        fs::write(d.join(".x.conf.swp"), "vim").unwrap();
+        assert_eq!(stamp(&d), s, "scratch files are not content here either");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -278,17 +296,21 @@ mod tests {
         let (a, b) = (d.clone(), d.join("b"));
         let t0 = Instant::now();
         let every = Duration::from_secs(5);
-        let mut p = Poller::new(every, vec![(a.clone(), "fuse")], t0);
+        let mut p = Poller::new(every, vec![(a.clone(), "fuse")], Vec::new(), t0);
         fs::write(a.join("x"), "changed before the re-plan").unwrap();
         let later = t0 + Duration::from_secs(3);
-        let added = p.replan(vec![(a.clone(), "fuse"), (b.clone(), "nfs")], later);
+        let added = p.replan(
+            vec![(a.clone(), "fuse"), (b.clone(), "nfs")],
+            Vec::new(),
+            later,
+        );
         assert_eq!(added, [(b, "nfs")], "only the new directory is reported");
         assert_eq!(p.deadline(), Some(t0 + every), "the schedule is kept");
         assert!(
             p.tick(t0 + every),
             "the change before the re-plan is still found"
         );
-        assert!(p.replan(Vec::new(), later).is_empty());
+        assert!(p.replan(Vec::new(), Vec::new(), later).is_empty());
         assert_eq!(p.deadline(), None, "nothing polled: no timer");
         fs::remove_dir_all(&d).unwrap();
     }

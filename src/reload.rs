@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::{Config, Targets};
-use crate::fingerprint::{self, Cut, Fingerprint, Report};
+use crate::fingerprint::{self, Cut, Fingerprint, Hooks, Listed, Report, Sink};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
 use crate::retry::{self, Outcome};
 use crate::settle::Settle;
+use crate::stop;
 use crate::sys::Pid;
 use crate::target::{self, Process};
 use crate::verdict::{self, Verdict};
@@ -35,8 +36,12 @@ pub struct Reloads {
     cuts: Vec<Cut>,
     /// What could not be watched, as last logged.
     unwatched: Unwatched,
-    /// Kernel interfaces mounted below a configured directory, never walked.
-    skip: Vec<PathBuf>,
+    /// `st_dev` of the kernel interfaces mounted, never walked.
+    kernel: Vec<u64>,
+    /// Files already logged as seen by metadata only (each is logged once).
+    told: Vec<PathBuf>,
+    /// The first walk was stopped by a stop signal.
+    stopped: bool,
 }
 
 impl Reloads {
@@ -51,21 +56,45 @@ impl Reloads {
             last: None,
             cuts: Vec::new(),
             unwatched: Unwatched::default(),
-            skip: mounts::kernel_points(mounts),
+            kernel: mounts::kernel_devs(mounts),
+            told: Vec::new(),
+            stopped: false,
         };
         let report = r.walk(cfg, watcher, log);
-        r.last = report.outcome.ok();
+        r.stopped = report.interrupted;
+        r.last = report.outcome.ok().filter(|_| !report.interrupted);
         r
+    }
+
+    /// Whether a stop signal ended the first walk: the caller exits without watching.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The mounts changed: kernel interfaces mounted since are not walked either.
+    pub fn set_mounts(&mut self, mounts: &[mounts::Mount]) {
+        self.kernel = mounts::kernel_devs(mounts);
     }
 
     /// Walks every tree: watches each directory it lists, drops the watches it no longer
     /// finds, logs what it could not watch or follow.
     fn walk(&mut self, cfg: &Config, watcher: &mut Watcher, log: &Logger) -> Report {
         watcher.begin_walk();
-        let report = fingerprint::take(&cfg.dirs, &self.skip, &mut |dir, ino| {
-            watcher.ensure(dir, ino)
-        });
+        watcher.set_kernel(&self.kernel);
+        let report = fingerprint::take(
+            &cfg.dirs,
+            Hooks {
+                sink: Sink::Bytes,
+                kernel: &self.kernel,
+                on_dir: &mut |dir, id| watcher.ensure(dir, id),
+                stop: &mut stop::pending,
+            },
+        );
+        if report.interrupted {
+            return report;
+        }
         if report.outcome.is_ok() {
+            watcher.watch_link_targets(&report.link_targets, log);
             let unwatched = watcher.sweep();
             if unwatched != self.unwatched {
                 report_unwatched(&unwatched, watcher.count(), log);
@@ -84,7 +113,38 @@ impl Reloads {
                 self.cuts.push(cut.clone());
             }
         }
+        let unreadable =
+            "its content cannot be read; its changes are seen by name, size, mtime and inode only";
+        let hint = "give the sidecar read access: the pod's fsGroup with a defaultMode (or mode) that lets the group read (0440), or run the sidecar with the owner's UID (runAsUser)";
+        self.tell(&report.unreadable, log, |log, path| {
+            log.warn(unreadable, &[("file", path.into()), ("hint", hint.into())])
+        });
+        self.tell(&report.large, log, |log, path| {
+            log.info(
+                "file larger than the read limit; its changes are seen by name, size, mtime and inode only",
+                &[
+                    ("file", path.into()),
+                    ("limit_bytes", fingerprint::MAX_READ.into()),
+                ],
+            )
+        });
         report
+    }
+
+    /// Logs each listed file not logged before; a count line for those beyond the list.
+    fn tell(&mut self, listed: &Listed, log: &Logger, line: impl Fn(&Logger, &std::path::Path)) {
+        for path in &listed.paths {
+            if !self.told.contains(path) && self.told.len() < 1024 {
+                line(log, path);
+                self.told.push(path.clone());
+            }
+        }
+        if listed.count > listed.paths.len() {
+            log.debug(
+                "more files are seen by metadata only",
+                &[("count", (listed.count - listed.paths.len()).into())],
+            );
+        }
     }
 
     /// A settle that opened at `first` is due: hold it while an update is still being written,
@@ -107,6 +167,10 @@ impl Reloads {
             return None;
         }
         let report = self.walk(cfg, watcher, log);
+        if report.interrupted {
+            // A stop signal is pending: the loop reads it next.
+            return None;
+        }
         let fp = match report.outcome {
             Err(dir) => {
                 log.warn(
@@ -219,11 +283,18 @@ fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) 
 
 /// The directories of a walk that `--check` reports: every real directory of each tree.
 pub fn count_dirs(dirs: &[PathBuf], mounts: &[mounts::Mount]) -> Vec<usize> {
-    let skip = mounts::kernel_points(mounts);
+    let kernel = mounts::kernel_devs(mounts);
     dirs.iter()
         .map(|d| {
             let mut n = 0;
-            fingerprint::take(std::slice::from_ref(d), &skip, &mut |_, _| n += 1);
+            // Directories only: no file is read, no symlink followed.
+            let hooks = Hooks {
+                sink: Sink::Nothing,
+                kernel: &kernel,
+                on_dir: &mut |_, _| n += 1,
+                stop: &mut stop::pending,
+            };
+            fingerprint::take(std::slice::from_ref(d), hooks);
             n
         })
         .collect()

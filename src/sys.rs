@@ -157,6 +157,36 @@ pub struct Interest<'a> {
     pub fd: BorrowedFd<'a>,
     /// Wake when it is writable, not when it is readable.
     pub write: bool,
+    /// Wake only on priority data (`POLLPRI`: a change of `/proc/self/mountinfo`), reported as
+    /// readable.
+    pub priority: bool,
+}
+
+impl<'a> Interest<'a> {
+    /// Wake when `fd` is readable.
+    pub fn read(fd: BorrowedFd<'a>) -> Interest<'a> {
+        Interest {
+            fd,
+            write: false,
+            priority: false,
+        }
+    }
+
+    /// Wake when `fd` is writable.
+    pub fn write(fd: BorrowedFd<'a>) -> Interest<'a> {
+        Interest {
+            write: true,
+            ..Interest::read(fd)
+        }
+    }
+
+    /// Wake when `fd` has priority data.
+    pub fn priority(fd: BorrowedFd<'a>) -> Interest<'a> {
+        Interest {
+            priority: true,
+            ..Interest::read(fd)
+        }
+    }
 }
 
 /// Waits until one of `fds` is ready or `timeout` passes (`None`: for ever).
@@ -169,7 +199,11 @@ pub fn ppoll(fds: &[Interest<'_>], timeout: Option<Duration>) -> io::Result<Vec<
         .iter()
         .map(|i| libc::pollfd {
             fd: i.fd.as_raw_fd(),
-            events: if i.write { libc::POLLOUT } else { libc::POLLIN },
+            events: match (i.write, i.priority) {
+                (_, true) => libc::POLLPRI,
+                (true, _) => libc::POLLOUT,
+                _ => libc::POLLIN,
+            },
             revents: 0,
         })
         .collect();
@@ -199,7 +233,7 @@ pub fn ppoll(fds: &[Interest<'_>], timeout: Option<Duration>) -> io::Result<Vec<
     Ok(pfds
         .iter()
         .map(|p| Ready {
-            read: p.revents & (libc::POLLIN | bad) != 0,
+            read: p.revents & (libc::POLLIN | libc::POLLPRI | bad) != 0,
             write: p.revents & (libc::POLLOUT | bad) != 0,
         })
         .collect())

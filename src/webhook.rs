@@ -110,14 +110,8 @@ impl Webhook {
     /// The socket to wait on, if a request is on its way.
     pub fn interest(&self) -> Option<Interest<'_>> {
         match &self.stage {
-            Stage::Sending { sock, .. } => Some(Interest {
-                fd: sock.as_fd(),
-                write: true,
-            }),
-            Stage::Reading { sock, .. } => Some(Interest {
-                fd: sock.as_fd(),
-                write: false,
-            }),
+            Stage::Sending { sock, .. } => Some(Interest::write(sock.as_fd())),
+            Stage::Reading { sock, .. } => Some(Interest::read(sock.as_fd())),
             _ => None,
         }
     }

@@ -4,28 +4,53 @@
 //!
 //! Content is names and bytes: files by their bytes, and also empty directories, dangling
 //! symlinks and special files by their names (an app's `include conf.d/*` sees those too). A
-//! kubelet volume is read through `..data`, re-read if the kubelet swaps it meanwhile; its
-//! visible `key -> ..data/key` links must match `..data`'s names before the update counts as
-//! complete. Every field is framed (a tag, then a length or a fixed size), so two different
-//! layouts never feed the hasher the same bytes.
+//! file the sidecar may not read, or one above [`MAX_READ`], counts by its name, size, mtime and
+//! inode instead (see `file`). A kubelet volume is read through `..data`, re-read if the kubelet
+//! swaps it meanwhile; its visible `key -> ..data/key` links must match `..data`'s names before
+//! the update counts as complete. Every field is framed (a tag, then a length or a fixed size),
+//! so two different layouts never feed the hasher the same bytes.
 //!
 //! The walk is iterative (a 1,200-level tree costs no stack) and holds no directory open while
-//! it descends. Symlinked directories are followed, bounded three ways, each cut reported once:
-//! a loop back to a directory on the current path, a depth of nested symlinks, and a number of
-//! entries reached through symlinks. The same walk calls `on_dir` for every real directory
-//! (reached without a symlink, not under `..data`) before listing it: the watcher arms its
-//! watches there, so the first walk watches and fingerprints in one pass, and every later one
-//! re-checks that each directory is watched on its current inode.
+//! it descends. It streams each listing: an entry is hashed on its own and the digests of a
+//! directory's entries are summed, so the order of the listing does not matter and no listing
+//! is kept whole. What a directory still holds until it is walked is the name of each of its
+//! subdirectories and symlinks (a `PathBuf`-sized header, 24 bytes, plus the name and
+//! allocator rounding: about 50 bytes each); a plain file costs nothing once hashed.
+//!
+//! Directories are known by `stat` (`st_dev`, `st_ino`), never by the listing's `d_ino`, which
+//! at a mount point is the covered directory's. Nothing on a kernel interface (proc, sysfs,
+//! cgroup, debugfs, ...) is read or descended into, however it is reached: the filesystem of
+//! what each directory and symlink leads to is checked against theirs (`st_dev`), and the cut
+//! is reported once. Symlinked directories are followed, bounded three more ways, each cut
+//! reported once: a loop back to a directory on the current path, a depth of nested symlinks,
+//! and a number of entries reached through symlinks. Every few milliseconds the walk asks its
+//! caller whether to stop (a stop signal is pending) and, if so, ends at once, interrupted.
+//!
+//! The same walk calls `on_dir` for every real directory (reached without a symlink, not under
+//! `..data`) before listing it: the watcher arms its watches there, so the first walk watches
+//! and fingerprints in one pass, and every later one re-checks that each directory is watched
+//! on its current inode. It also reports where each symlinked file leads, for a watch there.
+//!
+//! It is the one walk of the program ([`Sink`]): the poll stamp takes it with every file by its
+//! metadata, and the watcher arms a new subtree with it, reading nothing; `--check` counts
+//! directories with it the same way. One rule for what is content, one set of bounds.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::hash::{DefaultHasher, Hasher};
-use std::io::{self, Read};
-use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use crate::names;
-use crate::sys;
+use crate::stop;
+
+mod file;
+mod kubelet;
+mod listing;
+
+pub use file::MAX_READ;
+use listing::{Names, Opened};
 
 /// A digest of the content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +62,12 @@ const MAX_LINK_DEPTH: u8 = 8;
 const MAX_LINKED_ENTRIES: usize = 100_000;
 /// Attempts at reading a kubelet volume whose `..data` keeps moving.
 const KUBELET_RETRIES: usize = 8;
+/// Paths named per kind of file seen by metadata only; the rest are counted.
+const LISTED: usize = 16;
+/// Symlinked files whose target's directory is reported, per walk.
+const MAX_LINK_TARGETS: usize = 4096;
 
-/// Why a walk did not follow a symlink.
+/// Why a walk did not follow a symlink or enter a directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CutReason {
     /// It leads back to a directory on the current path.
@@ -47,6 +76,8 @@ pub enum CutReason {
     Depth,
     /// Too many entries reached through symlinks.
     Entries,
+    /// It is on a kernel interface (proc, sysfs, ...).
+    Kernel,
 }
 
 impl CutReason {
@@ -56,17 +87,36 @@ impl CutReason {
             CutReason::Loop => "symlink loop: it leads back to a directory on its own path",
             CutReason::Depth => "symlink depth: more than 8 symlinked directories nested",
             CutReason::Entries => "entries: more than 100000 entries reached through symlinks",
+            CutReason::Kernel => "kernel interface (proc, sysfs, cgroup, ...): never read; it counts by its name only",
         }
     }
 }
 
-/// The first symlink the walk did not follow for a reason (the others are not listed).
+/// The first entry the walk did not follow for a reason (the others are not listed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cut {
-    /// The symlink.
+    /// The symlink or directory.
     pub at: PathBuf,
     /// Why.
     pub reason: CutReason,
+}
+
+/// Files seen by their metadata only: the first [`LISTED`] by path, all of them counted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// The first ones.
+    pub paths: Vec<PathBuf>,
+    /// How many in all.
+    pub count: usize,
+}
+
+impl Listed {
+    fn note(&mut self, path: &Path) {
+        self.count += 1;
+        if self.paths.len() < LISTED {
+            self.paths.push(path.to_path_buf());
+        }
+    }
 }
 
 /// What a walk found.
@@ -75,54 +125,99 @@ pub struct Report {
     /// The digest, or the configured directory that is missing (then nothing may be
     /// signalled: the app would read nothing).
     pub outcome: Result<Fingerprint, PathBuf>,
+    /// The caller asked it to stop: the outcome means nothing.
+    pub interrupted: bool,
     /// A kubelet volume whose visible links do not match `..data`'s names yet.
     pub incomplete: Option<PathBuf>,
-    /// Symlinks not followed.
+    /// Symlinks and directories not followed.
     pub cuts: Vec<Cut>,
+    /// Files whose content the sidecar may not read.
+    pub unreadable: Listed,
+    /// Files above [`MAX_READ`].
+    pub large: Listed,
+    /// Where symlinked files lead, resolved: `(directory, name)`.
+    pub link_targets: Vec<(PathBuf, OsString)>,
+}
+
+/// What a walk records of each file: the one walk serves the fingerprint, the poll stamp and
+/// the arming of a new subtree, with one rule for what is content (`names`), the same bounds
+/// and the same watch-before-list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// Its bytes: the fingerprint.
+    Bytes,
+    /// Its size, mtime and inode, without opening it; a kubelet volume by where `..data`
+    /// points (the kubelet changes nothing else): the poll stamp, cheap on a filesystem that
+    /// has to be polled.
+    Metadata,
+    /// Nothing: the walk arms watches and counts directories only, and follows no symlink.
+    Nothing,
+}
+
+/// What the walk needs from its caller.
+pub struct Hooks<'a> {
+    /// What it records of each file.
+    pub sink: Sink,
+    /// `st_dev` of every kernel interface mounted (proc, sysfs, ...): nothing on one is read.
+    pub kernel: &'a [u64],
+    /// Called with each real directory and its (`st_dev`, `st_ino`) before it is listed.
+    pub on_dir: &'a mut dyn FnMut(&Path, (u64, u64)),
+    /// Asked every [`stop::EVERY`]: true to stop now.
+    pub stop: &'a mut dyn FnMut() -> bool,
 }
 
 // Frame tags: each is followed by fixed-size or length-prefixed fields only.
 const ROOT: u8 = 1;
 const DIR: u8 = 2;
-const END: u8 = 3;
 const FILE: u8 = 4;
 const SPECIAL: u8 = 5;
 const ERROR: u8 = 6;
 const CUT: u8 = 7;
 const KUBELET: u8 = 8;
 const UNSTABLE: u8 = 9;
+const META: u8 = 10;
 
-/// Fingerprints `dirs` in order, calling `on_dir(path, inode)` for each real directory.
-/// Directories in `skip` (the mount points of kernel interfaces such as `/proc`) count by
-/// their name only: the walk neither reads nor watches them.
-pub fn take(dirs: &[PathBuf], skip: &[PathBuf], on_dir: &mut dyn FnMut(&Path, u64)) -> Report {
+/// Fingerprints `dirs` in order.
+pub fn take(dirs: &[PathBuf], hooks: Hooks<'_>) -> Report {
     let mut w = Walker {
-        on_dir,
-        skip,
+        hooks,
         cuts: Vec::new(),
         linked: 0,
         incomplete: None,
+        unreadable: Listed::default(),
+        large: Listed::default(),
+        link_targets: Vec::new(),
+        interrupted: false,
+        checked: Instant::now(),
     };
     let mut h = DefaultHasher::new();
+    let mut missing = None;
     for dir in dirs {
         let meta = match fs::metadata(dir) {
             Ok(m) if m.is_dir() => m,
             _ => {
-                return Report {
-                    outcome: Err(dir.clone()),
-                    incomplete: None,
-                    cuts: w.cuts,
-                }
+                missing = Some(dir.clone());
+                break;
             }
         };
         h.write_u8(ROOT);
         bytes(&mut h, dir.as_os_str().as_encoded_bytes());
-        w.tree(&mut h, dir, (meta.dev(), meta.ino()), Mode::REAL, &[]);
+        if w.is_kernel(meta.dev()) {
+            w.cut(dir.clone(), CutReason::Kernel);
+            h.write_u64(cut_value(CutReason::Kernel));
+            continue;
+        }
+        let (digest, _) = w.tree(dir, (meta.dev(), meta.ino()), Mode::REAL, &[]);
+        h.write_u64(digest);
     }
     Report {
-        outcome: Ok(Fingerprint(h.finish())),
+        outcome: missing.map_or(Ok(Fingerprint(h.finish())), Err),
+        interrupted: w.interrupted,
         incomplete: w.incomplete,
         cuts: w.cuts,
+        unreadable: w.unreadable,
+        large: w.large,
+        link_targets: w.link_targets,
     }
 }
 
@@ -145,37 +240,18 @@ impl Mode {
     };
 }
 
-/// What a listing entry is, from its d_type (no stat).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Dir,
-    File,
-    Symlink,
-    Special,
-}
-
-struct Entry {
-    name: OsString,
-    kind: Kind,
-    ino: u64,
-}
-
-/// A listed directory whose entries are being hashed.
-struct Frame {
-    dir: PathBuf,
-    id: (u64, u64),
-    mode: Mode,
-    entries: Vec<Entry>,
-    next: usize,
-}
-
 struct Walker<'a> {
-    on_dir: &'a mut dyn FnMut(&Path, u64),
-    skip: &'a [PathBuf],
+    hooks: Hooks<'a>,
     cuts: Vec<Cut>,
     /// Entries reached through symlinks so far.
     linked: usize,
     incomplete: Option<PathBuf>,
+    unreadable: Listed,
+    large: Listed,
+    link_targets: Vec<(PathBuf, OsString)>,
+    interrupted: bool,
+    /// When `stop` was last asked.
+    checked: Instant,
 }
 
 /// A length-prefixed byte string.
@@ -184,99 +260,101 @@ fn bytes(h: &mut DefaultHasher, b: &[u8]) {
     h.write(b);
 }
 
-fn error(h: &mut DefaultHasher, e: &io::Error) {
+/// One entry: its name, then what it is (`value`, itself a digest of a tag and fields).
+fn entry(name: &OsStr, value: u64) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes(&mut h, name.as_encoded_bytes());
+    h.write_u64(value);
+    h.finish()
+}
+
+fn tagged(tag: u8) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write_u8(tag);
+    h.finish()
+}
+
+fn error_value(e: &io::Error) -> u64 {
+    let mut h = DefaultHasher::new();
     h.write_u8(ERROR);
     h.write_i32(e.raw_os_error().unwrap_or(-1));
+    h.finish()
+}
+
+fn cut_value(reason: CutReason) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write_u8(CUT);
+    h.write_u8(reason as u8);
+    h.finish()
 }
 
 impl Walker<'_> {
     /// Hashes the tree at `root` (already known to be a directory with identity `id`).
-    /// `outer` holds the identities of the directories above it, for loop detection.
+    /// `outer` holds the identities of the directories above it, for loop detection. Returns
+    /// the tree's digest and its root's names.
     fn tree(
         &mut self,
-        h: &mut DefaultHasher,
         root: &Path,
         id: (u64, u64),
         mode: Mode,
         outer: &[(u64, u64)],
-    ) -> Vec<OsString> {
-        let mut stack: Vec<Frame> = Vec::new();
+    ) -> (u64, Names) {
         // The identities of every directory on the current path, for loop detection.
         let mut ids: Vec<(u64, u64)> = outer.to_vec();
-        // The root's names, returned: a kubelet volume compares them with its links.
-        let mut top = Vec::new();
-        if let Some(frame) = self.open(h, root.to_path_buf(), id, mode, &ids) {
-            top = frame.entries.iter().map(|e| e.name.clone()).collect();
-            ids.push(frame.id);
-            stack.push(frame);
-        }
+        let mut stack = match self.open(root.to_path_buf(), OsString::new(), id, mode, &ids) {
+            Opened::Frame(f) => vec![f],
+            Opened::Done(digest) => return (digest, Names::default()),
+        };
+        let top_names = stack[0].names;
+        ids.push(id);
+        let mut digest = 0;
         while let Some(top) = stack.last_mut() {
-            let Some(entry) = top.entries.get(top.next) else {
-                h.write_u8(END);
-                stack.pop();
+            if self.stopped() {
+                break;
+            }
+            let Some(sub) = top.pending.pop() else {
+                let done = stack.pop().map(|f| f.entry()).unwrap_or_default();
                 ids.pop();
-                continue;
-            };
-            top.next += 1;
-            let (path, parent_id, parent_mode) = (top.dir.join(&entry.name), top.id, top.mode);
-            bytes(h, entry.name.as_encoded_bytes());
-            if parent_mode.links > 0 {
-                self.linked += 1;
-            }
-            let next = match entry.kind {
-                Kind::File => {
-                    self.file(h, &path);
-                    None
+                match stack.last_mut() {
+                    Some(parent) => parent.add(done),
+                    None => digest = done,
                 }
-                Kind::Special => {
-                    h.write_u8(SPECIAL);
-                    None
-                }
-                Kind::Dir => Some(((parent_id.0, entry.ino), parent_mode)),
-                Kind::Symlink => match fs::metadata(&path) {
-                    Ok(m) if m.is_dir() => {
-                        let linked = Mode {
-                            real: false,
-                            links: parent_mode.links.saturating_add(1),
-                            ..parent_mode
-                        };
-                        Some(((m.dev(), m.ino()), linked))
-                    }
-                    Ok(m) if m.is_file() => {
-                        self.file(h, &path);
-                        None
-                    }
-                    Ok(_) => {
-                        h.write_u8(SPECIAL);
-                        None
-                    }
-                    Err(e) => {
-                        error(h, &e);
-                        None
-                    }
-                },
-            };
-            let Some((child_id, child_mode)) = next else {
                 continue;
             };
-            if self.skip.contains(&path) {
-                h.write_u8(SPECIAL);
-                continue;
-            }
-            if !child_mode.real {
-                if let Some(reason) = self.cut_reason(child_id, child_mode, &ids) {
-                    h.write_u8(CUT);
-                    h.write_u8(reason as u8);
+            let path = top.dir.join(&sub.name);
+            if !sub.mode.real {
+                if let Some(reason) = self.cut_reason(sub.id, sub.mode, &ids) {
+                    top.add(entry(&sub.name, cut_value(reason)));
                     self.cut(path, reason);
                     continue;
                 }
             }
-            if let Some(frame) = self.open(h, path, child_id, child_mode, &ids) {
-                ids.push(frame.id);
-                stack.push(frame);
+            match self.open(path, sub.name, sub.id, sub.mode, &ids) {
+                Opened::Frame(f) => {
+                    ids.push(f.id);
+                    stack.push(f);
+                }
+                Opened::Done(d) => {
+                    if let Some(parent) = stack.last_mut() {
+                        parent.add(d);
+                    }
+                }
             }
         }
-        top
+        (digest, top_names)
+    }
+
+    /// True once the caller asked to stop; asks it every [`stop::EVERY`].
+    fn stopped(&mut self) -> bool {
+        if !self.interrupted && self.checked.elapsed() >= stop::EVERY {
+            self.interrupted = (self.hooks.stop)();
+            self.checked = Instant::now();
+        }
+        self.interrupted
+    }
+
+    fn is_kernel(&self, dev: u64) -> bool {
+        self.hooks.kernel.contains(&dev)
     }
 
     fn cut_reason(
@@ -296,95 +374,14 @@ impl Walker<'_> {
         }
     }
 
-    /// Records a cut: the first symlink cut for each reason stands for all of them, so a huge
-    /// tree costs one record (and one log line) per reason, not one per path.
+    /// Records a cut: the first one for each reason stands for all of them, so a huge tree
+    /// costs one record (and one log line) per reason, not one per path.
     fn cut(&mut self, at: PathBuf, reason: CutReason) {
         if !self.cuts.iter().any(|c| c.reason == reason) {
             self.cuts.push(Cut { at, reason });
         }
     }
-
-    /// Lists `dir` (a kubelet volume is hashed whole here and yields no frame).
-    fn open(
-        &mut self,
-        h: &mut DefaultHasher,
-        dir: PathBuf,
-        id: (u64, u64),
-        mode: Mode,
-        ancestors: &[(u64, u64)],
-    ) -> Option<Frame> {
-        // Watch first, then list: whatever changes after the watch exists raises an event,
-        // whatever changed before is in the listing.
-        if mode.real {
-            (self.on_dir)(&dir, id.1);
-        }
-        let listing = match fs::read_dir(&dir) {
-            Ok(l) => l,
-            Err(e) => {
-                error(h, &e);
-                return None;
-            }
-        };
-        let mut entries = Vec::new();
-        let mut kubelet = false;
-        for entry in listing {
-            let Ok(entry) = entry else { continue };
-            let kind = match entry.file_type() {
-                Ok(t) if t.is_dir() => Kind::Dir,
-                Ok(t) if t.is_file() => Kind::File,
-                Ok(t) if t.is_symlink() => Kind::Symlink,
-                _ => Kind::Special,
-            };
-            let name = entry.file_name();
-            kubelet |= name == "..data" && kind == Kind::Symlink;
-            if !names::skip(&name, kind == Kind::Dir) {
-                let ino = entry.ino();
-                entries.push(Entry { name, kind, ino });
-            }
-        }
-        if kubelet && !mode.data && self.kubelet(h, &dir, &entries, mode, ancestors, id) {
-            return None;
-        }
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        h.write_u8(DIR);
-        h.write_u64(entries.len() as u64);
-        Some(Frame {
-            dir,
-            id,
-            mode,
-            entries,
-            next: 0,
-        })
-    }
-
-    /// A file's bytes, framed by their length, into one digest field.
-    fn file(&mut self, h: &mut DefaultHasher, path: &Path) {
-        // Non-blocking: a fifo that replaced the file since the listing must not hang the open.
-        let mut f = match sys::open(path) {
-            Ok(f) => f,
-            Err(e) => return error(h, &e),
-        };
-        let mut inner = DefaultHasher::new();
-        let mut len = 0u64;
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    inner.write(&buf[..n]);
-                    len += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return error(h, &e),
-            }
-        }
-        h.write_u8(FILE);
-        h.write_u64(len);
-        h.write_u64(inner.finish());
-    }
 }
-
-mod kubelet;
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 
 use super::*;
 use std::os::unix::fs::symlink;
+use std::time::Duration;
 
 struct Dir(PathBuf);
 
@@ -25,12 +26,23 @@ impl Drop for Dir {
     }
 }
 
-fn report(d: &Dir) -> (Report, Vec<PathBuf>) {
+/// A walk of `dirs` with `kernel` as the kernel interfaces' devices; the directories watched.
+fn walk(dirs: &[PathBuf], kernel: &[u64]) -> (Report, Vec<PathBuf>) {
     let mut seen = Vec::new();
-    let r = take(std::slice::from_ref(&d.0), &[], &mut |p, _| {
-        seen.push(p.to_path_buf())
-    });
+    let r = take(
+        dirs,
+        Hooks {
+            sink: Sink::Bytes,
+            kernel,
+            on_dir: &mut |p, _| seen.push(p.to_path_buf()),
+            stop: &mut || false,
+        },
+    );
     (r, seen)
+}
+
+fn report(d: &Dir) -> (Report, Vec<PathBuf>) {
+    walk(std::slice::from_ref(&d.0), &[])
 }
 
 fn fp(d: &Dir) -> Fingerprint {
@@ -163,7 +175,7 @@ fn a_huge_symlinked_tree_is_cut_once_per_reason_quickly() {
     }
     fs::create_dir(d.at("conf")).unwrap();
     symlink(d.at("huge/l0"), d.at("conf/zz")).unwrap();
-    let r = take(&[d.at("conf")], &[], &mut |_, _| {});
+    let (r, _) = walk(&[d.at("conf")], &[]);
     assert!(r.outcome.is_ok());
     assert!(r.cuts.len() <= 3, "one cut per reason: {:?}", r.cuts.len());
     assert!(
@@ -235,24 +247,95 @@ fn nested_symlinked_dirs_stop_at_the_depth_cap() {
 fn a_missing_directory_is_reported() {
     let d = Dir::new("missing");
     let gone = d.at("nope");
-    let r = take(&[d.0.clone(), gone.clone()], &[], &mut |_, _| {});
+    let (r, _) = walk(&[d.0.clone(), gone.clone()], &[]);
     assert_eq!(r.outcome, Err(gone));
 }
 
 #[test]
-fn skipped_directories_count_by_name_only() {
-    let d = Dir::new("skip");
-    fs::create_dir_all(d.at("kernel/deep")).unwrap();
-    fs::write(d.at("kernel/deep/f"), "1").unwrap();
-    let skip = [d.at("kernel")];
-    let mut seen = Vec::new();
-    let r = take(std::slice::from_ref(&d.0), &skip, &mut |p, _| {
-        seen.push(p.to_path_buf())
-    });
+fn kernel_interfaces_count_by_name_only_however_they_are_reached() {
+    let d = Dir::new("kernel");
+    fs::write(d.at("app.conf"), "1").unwrap();
+    symlink("/proc", d.at("p")).unwrap();
+    symlink("/proc/self/pagemap", d.at("pm")).unwrap();
+    let proc_dev = fs::metadata("/proc/self").unwrap().dev();
+    let (r, seen) = walk(std::slice::from_ref(&d.0), &[proc_dev]);
     assert_eq!(seen, vec![d.0.clone()], "neither read nor watched");
-    fs::write(d.at("kernel/deep/f"), "2").unwrap();
+    assert_eq!(r.cuts.len(), 1, "one cut for the reason: {:?}", r.cuts);
+    assert_eq!(r.cuts[0].reason, CutReason::Kernel);
+    // /proc changes all the time; what the app reads here does not.
     assert_eq!(
-        take(std::slice::from_ref(&d.0), &skip, &mut |_, _| {}).outcome,
+        walk(std::slice::from_ref(&d.0), &[proc_dev]).0.outcome,
         r.outcome
+    );
+    // A configured directory on one is cut too (CONFIG_DIR=/proc is refused before this).
+    let (r, seen) = walk(&[PathBuf::from("/proc/self")], &[proc_dev]);
+    assert!(seen.is_empty() && r.cuts[0].reason == CutReason::Kernel);
+}
+
+#[test]
+fn a_walk_asked_to_stop_ends_interrupted() {
+    let d = Dir::new("stop");
+    for i in 0..2000 {
+        fs::create_dir(d.at(&format!("d{i}"))).unwrap();
+    }
+    let mut asked = 0;
+    let start = std::time::Instant::now();
+    let r = take(
+        std::slice::from_ref(&d.0),
+        Hooks {
+            sink: Sink::Bytes,
+            kernel: &[],
+            on_dir: &mut |_, _| std::thread::sleep(Duration::from_millis(1)),
+            stop: &mut || {
+                asked += 1;
+                true
+            },
+        },
+    );
+    assert!(r.interrupted);
+    assert_eq!(asked, 1, "asked once, then it stopped");
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn listing_order_does_not_matter_and_files_above_the_limit_count_by_metadata() {
+    let a = Dir::new("order");
+    let create = |names: [&str; 3]| {
+        for n in names {
+            fs::write(a.at(n), n).unwrap();
+        }
+    };
+    create(["x", "y", "z"]);
+    let first = fp(&a);
+    for n in ["x", "y", "z"] {
+        fs::remove_file(a.at(n)).unwrap();
+    }
+    // tmpfs lists in reverse order of creation: the listing differs, the content does not.
+    create(["z", "y", "x"]);
+    assert_eq!(fp(&a), first);
+
+    let big = fs::File::create(a.at("big")).unwrap();
+    big.set_len(MAX_READ + 1).unwrap();
+    let (r, _) = report(&a);
+    assert_eq!(r.large.paths, vec![a.at("big")]);
+    let before = r.outcome.unwrap();
+    use std::os::unix::fs::FileExt;
+    big.write_at(b"x", 10).unwrap();
+    let set = |s, ns| {
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::new(s, ns);
+        big.set_modified(t).unwrap();
+    };
+    set(1_000_000, 1);
+    let after = fp(&a);
+    assert_ne!(after, before, "its mtime changed");
+    set(1_000_000, 1);
+    assert_eq!(
+        fp(&a),
+        after,
+        "a write that keeps size and mtime is not seen"
     );
 }

@@ -58,19 +58,22 @@ pub fn serve(cfg: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mounts = mounts::all();
+    // Read here, then again only when the kernel flags a change of the table.
+    let mount_watch = mounts::MountWatch::new(&cfg.dirs);
+    let mounts = mount_watch.mounts();
     // The poll's first stamps come before the baseline: a change landing between the two is
     // then in the baseline or found by the first poll. Taken after, it was in the stamps only,
     // and on a blind filesystem nothing else would ever report it.
-    let poll = poller(cfg, &mounts, &log);
+    let poll = poller(cfg, mounts, &log);
     // The baseline is taken before the app starts, so the app never misses a change; the
     // watches are armed in the same walk. The warnings come after: nothing waits for them.
-    let reloads = Reloads::start(cfg, &mut watcher, &mounts, &log);
+    let reloads = Reloads::start(cfg, &mut watcher, mounts, &log);
     if cfg.command.is_empty() && cfg.process_name.is_some() && !target::others_visible() {
         log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
     }
-    mounts::warn_pinned(&cfg.dirs, &mounts, &log);
-    let child = match cfg.command.is_empty() {
+    mounts::warn_pinned(&cfg.dirs, mounts, &log);
+    // A stop signal ended the first walk: nothing is started; the loop reads the signal first.
+    let child = match cfg.command.is_empty() || reloads.stopped() {
         true => None,
         false => {
             if std::process::id() != 1 {
@@ -99,12 +102,15 @@ pub fn serve(cfg: &Config) -> ExitCode {
             request,
             settle: Settle::new(cfg.debounce, cfg.max_delay),
             retry: Retry::default(),
+            mounts: mount_watch,
         },
         reloads,
         child,
         stopping: false,
     };
-    d.announce();
+    if !d.reloads.stopped() {
+        d.announce();
+    }
     d.run()
 }
 
@@ -112,7 +118,12 @@ pub fn serve(cfg: &Config) -> ExitCode {
 fn poller(cfg: &Config, mounts: &[mounts::Mount], log: &Logger) -> Poller {
     let plan = poll::plan(cfg.poll, &cfg.dirs, mounts);
     log_polling(&plan, &plan.dirs, log);
-    Poller::new(plan.every, plan.dirs, Instant::now())
+    Poller::new(
+        plan.every,
+        plan.dirs,
+        mounts::kernel_devs(mounts),
+        Instant::now(),
+    )
 }
 
 /// One `info polling` line per directory of `dirs` (all or part of `plan`'s).
@@ -200,15 +211,18 @@ impl Daemon<'_> {
                 self.sources.settle.note(now);
                 let shown = change.as_str().into();
                 self.log.debug("possible change", &[("change", shown)]);
-                if matches!(change, Change::Rearmed | Change::DirGone)
-                    && self.cfg.poll == Poll::Auto
-                {
-                    // Only a newly polled directory is logged: a deleted subdirectory re-arms
-                    // too, and must neither repeat the lines nor restart the timer.
-                    let plan = poll::plan(Poll::Auto, &self.cfg.dirs, &mounts::all());
-                    let added = self.sources.poll.replan(plan.dirs.clone(), now);
-                    log_polling(&plan, &added, &self.log);
+                if matches!(change, Change::Rearmed | Change::DirGone) {
+                    self.replan_polling(now);
                 }
+                None
+            }
+            Event::Mounted => {
+                // The next walk moves the watches onto a filesystem mounted there, or back.
+                self.sources.settle.note(now);
+                self.reloads.set_mounts(self.sources.mounts.mounts());
+                self.replan_polling(now);
+                let shown = Change::Mounted.as_str().into();
+                self.log.debug("possible change", &[("change", shown)]);
                 None
             }
             Event::Polled => {
@@ -240,6 +254,20 @@ impl Daemon<'_> {
                 self.sources.retry.due(self.cfg, now, &self.log);
                 None
             }
+        }
+    }
+
+    /// With `auto` polling, re-detects which directories need it (a FUSE mounted since, a
+    /// directory re-armed onto another filesystem).
+    fn replan_polling(&mut self, now: Instant) {
+        if self.cfg.poll == Poll::Auto {
+            // Only a newly polled directory is logged: a deleted subdirectory re-arms too, and
+            // must neither repeat the lines nor restart the timer.
+            let mounts = self.sources.mounts.mounts();
+            let plan = poll::plan(Poll::Auto, &self.cfg.dirs, mounts);
+            let kernel = mounts::kernel_devs(mounts);
+            let added = self.sources.poll.replan(plan.dirs.clone(), kernel, now);
+            log_polling(&plan, &added, &self.log);
         }
     }
 

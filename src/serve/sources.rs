@@ -14,6 +14,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::log::Logger;
+use crate::mounts::MountWatch;
 use crate::poll::Poller;
 use crate::retry::Retry;
 use crate::settle::Settle;
@@ -35,6 +36,8 @@ pub enum Event {
     Settled(Instant),
     /// Targets refused at the last change are due to be judged again.
     RetryDue,
+    /// A mount appeared, vanished or changed at or below a configured directory.
+    Mounted,
 }
 
 /// One thing the loop waits on.
@@ -60,6 +63,7 @@ pub struct Sources {
     pub request: Option<Webhook>,
     pub settle: Settle,
     pub retry: Retry,
+    pub mounts: MountWatch,
 }
 
 impl Sources {
@@ -70,6 +74,7 @@ impl Sources {
         vec![
             &mut self.signals,
             &mut self.inotify,
+            &mut self.mounts,
             &mut self.poll,
             &mut self.request,
             &mut self.settle,
@@ -150,10 +155,7 @@ impl Signals {
 
 impl Source for Signals {
     fn interest(&self) -> Option<Interest<'_>> {
-        Some(Interest {
-            fd: self.fd.as_fd(),
-            write: false,
-        })
+        Some(Interest::read(self.fd.as_fd()))
     }
 
     fn ready(&mut self, ready: Ready, _: Instant, log: &Logger) -> Option<Event> {
@@ -183,10 +185,7 @@ impl Source for Signals {
 
 impl Source for Watcher {
     fn interest(&self) -> Option<Interest<'_>> {
-        Some(Interest {
-            fd: self.fd(),
-            write: false,
-        })
+        Some(Interest::read(self.fd()))
     }
 
     fn ready(&mut self, ready: Ready, now: Instant, log: &Logger) -> Option<Event> {
@@ -195,6 +194,16 @@ impl Source for Watcher {
             .then(|| self.read(now, log))
             .flatten()
             .map(Event::Changed)
+    }
+}
+
+impl Source for MountWatch {
+    fn interest(&self) -> Option<Interest<'_>> {
+        MountWatch::interest(self)
+    }
+
+    fn ready(&mut self, ready: Ready, _: Instant, _: &Logger) -> Option<Event> {
+        (ready.read && MountWatch::ready(self)).then_some(Event::Mounted)
     }
 }
 

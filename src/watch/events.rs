@@ -27,6 +27,10 @@ pub enum Change {
     DirGone,
     /// A configured directory came back, or a symlink on its path was re-pointed.
     Rearmed,
+    /// The target of a symlinked file changed in its directory outside the trees.
+    LinkTarget,
+    /// A filesystem was mounted or unmounted at or below a configured directory.
+    Mounted,
     /// The kernel's event queue overflowed: anything may have changed.
     Overflow,
 }
@@ -44,6 +48,8 @@ impl Change {
             Change::DirAdded => "dir-added",
             Change::DirGone => "dir-gone",
             Change::Rearmed => "rearmed",
+            Change::LinkTarget => "link-target",
+            Change::Mounted => "mounted",
             Change::Overflow => "queue-overflow",
         }
     }

@@ -11,7 +11,10 @@
 //! Which directories are watched is not decided here: each fingerprint walk calls
 //! [`Watcher::ensure`] for every directory it lists, and [`Watcher::sweep`] drops the rest.
 //! A watch is forgotten by its descriptor, never by its path: the `IN_IGNORED` of a directory
-//! replaced at the same path arrives after the new one is already watched there.
+//! replaced at the same path arrives after the new one is already watched there. Directories
+//! are known by (`st_dev`, `st_ino`): a filesystem mounted on one is another directory. The
+//! directories holding the targets of symlinked files outside the trees are watched too, for
+//! those names only (`links`).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -22,10 +25,12 @@ use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
+use crate::fingerprint::{self, Hooks, Sink};
 use crate::log::Logger;
 use crate::names;
 
 mod events;
+mod links;
 mod rearm;
 
 pub use events::Change;
@@ -50,8 +55,8 @@ struct Watch {
     /// The path it was last added for (for logs and the subtree of a rename); boxed, exactly
     /// as long as it is.
     path: Box<Path>,
-    /// The inode it sits on, as the listing reported it.
-    ino: u64,
+    /// The directory it sits on: (`st_dev`, `st_ino`).
+    ino: (u64, u64),
     /// The last walk that saw it as a directory of a configured tree; 0: not content (only
     /// a trigger watch of `rearm`).
     seen: u32,
@@ -74,16 +79,21 @@ pub struct Watcher {
     watches: HashMap<i32, Watch>,
     /// Content watches by the inode they sit on: the walk finds a directory's watch here
     /// and checks its path, without a second copy of every path.
-    by_ino: HashMap<u64, i32>,
+    by_ino: HashMap<(u64, u64), i32>,
     /// Names whose events mean a configured path may lead elsewhere now (see `rearm`), by
     /// the watch of the directory that holds them.
     triggers: HashMap<i32, Vec<OsString>>,
+    /// Names whose events mean a symlinked file's target may have changed, by the watch of
+    /// the directory outside the trees that holds them.
+    link_targets: HashMap<i32, Vec<OsString>>,
     roots: Vec<PathBuf>,
     /// Which configured directories were missing at the last plan.
     missing: Vec<bool>,
     /// The current walk (from 1).
     gen: u32,
     unwatched: Unwatched,
+    /// `st_dev` of the kernel interfaces mounted.
+    kernel: Vec<u64>,
     /// sed-shaped files created and not yet renamed away: (watch, name, created).
     sed: Vec<(i32, OsString, Instant)>,
     buf: Vec<u8>,
@@ -105,10 +115,12 @@ impl Watcher {
             watches: HashMap::new(),
             by_ino: HashMap::new(),
             triggers: HashMap::new(),
+            link_targets: HashMap::new(),
             roots: roots.to_vec(),
             missing: vec![false; roots.len()],
             gen: 0,
             unwatched: Unwatched::default(),
+            kernel: Vec::new(),
             sed: Vec::new(),
             // Room for many events per read; one event needs at most 16 + NAME_MAX + 1 bytes.
             buf: vec![0; 16 * 1024],
@@ -133,9 +145,10 @@ impl Watcher {
         self.unwatched = Unwatched::default();
     }
 
-    /// Makes sure `dir` (inode `ino`) is watched as content. Called by the walk before it
-    /// lists `dir`, so anything that changes after the listing raises an event.
-    pub fn ensure(&mut self, dir: &Path, ino: u64) {
+    /// Makes sure `dir` (identity `ino`: `st_dev`, `st_ino`) is watched as content. Called by
+    /// the walk before it lists `dir`, so anything that changes after the listing raises an
+    /// event.
+    pub fn ensure(&mut self, dir: &Path, ino: (u64, u64)) {
         let known = self
             .by_ino
             .get(&ino)
@@ -196,7 +209,7 @@ impl Watcher {
             return;
         };
         w.seen = 0;
-        if !self.triggers.contains_key(&id) {
+        if !self.triggers.contains_key(&id) && !self.link_targets.contains_key(&id) {
             self.remove(id);
         }
     }
@@ -207,6 +220,7 @@ impl Watcher {
                 self.by_ino.remove(&w.ino);
             }
             self.triggers.remove(&id);
+            self.link_targets.remove(&id);
             // Fails with EINVAL when the kernel already dropped it (IN_IGNORED): expected.
             let _ = self.inotify.watches().remove(w.wd);
         }
@@ -296,11 +310,13 @@ impl Watcher {
         let content = w.seen != 0;
         let is_root = content && self.roots.iter().any(|r| **r == *w.path);
         let triggers = self.triggers.get(&id);
+        let linked = self.link_targets.get(&id);
         if mask.contains(EventMask::IGNORED) {
             // The kernel dropped this very watch; a newer one at the same path is untouched.
             *replan |= is_root || triggers.is_some();
+            let target_gone = linked.is_some();
             self.remove(id);
-            return content.then_some(Change::DirGone);
+            return (content || target_gone).then_some(Change::DirGone);
         }
         if mask.intersects(EventMask::MOVE_SELF | EventMask::DELETE_SELF) {
             // Inside a tree, the parent's own event tells what happened; a configured directory
@@ -319,6 +335,9 @@ impl Watcher {
         if triggers.is_some_and(|t| t.iter().any(|t| t == name)) {
             *replan = true;
             change = Some(Change::Rearmed);
+        }
+        if linked.is_some_and(|t| t.iter().any(|t| t == name)) {
+            change = change.or(Some(Change::LinkTarget));
         }
         if !content {
             return change;
@@ -365,23 +384,24 @@ impl Watcher {
 
     /// Watches a directory that just appeared and every real directory below it at once, not
     /// at the next settle: a burst of writes inside it then keeps the settle open, so the app
-    /// is not reloaded halfway through (the walk lists each after watching it).
+    /// is not reloaded halfway through. The fingerprint's own walk does it (each directory
+    /// watched before it is listed, the same names and bounds), reading no file.
     fn arm_tree(&mut self, top: PathBuf) {
-        let Ok(meta) = top.symlink_metadata() else {
-            return;
-        };
-        let mut stack = vec![(top, std::os::unix::fs::MetadataExt::ino(&meta))];
-        while let Some((dir, ino)) = stack.pop() {
-            self.ensure(&dir, ino);
-            let Ok(listing) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in listing.flatten() {
-                let name = e.file_name();
-                if e.file_type().is_ok_and(|t| t.is_dir()) && !names::skip(&name, true) {
-                    stack.push((dir.join(name), std::os::unix::fs::DirEntryExt::ino(&e)));
-                }
-            }
-        }
+        let kernel = std::mem::take(&mut self.kernel);
+        fingerprint::take(
+            &[top],
+            Hooks {
+                sink: Sink::Nothing,
+                kernel: &kernel,
+                on_dir: &mut |dir, id| self.ensure(dir, id),
+                stop: &mut crate::stop::pending,
+            },
+        );
+        self.kernel = kernel;
+    }
+
+    /// The kernel interfaces' `st_dev`, which arming a new subtree never enters.
+    pub fn set_kernel(&mut self, kernel: &[u64]) {
+        kernel.clone_into(&mut self.kernel);
     }
 }

@@ -108,7 +108,7 @@ impl Watcher {
                     self.watches.entry(id).or_insert_with(|| Watch {
                         wd,
                         path: Box::from(dir.as_path()),
-                        ino: 0,
+                        ino: (0, 0),
                         seen: 0,
                     });
                     self.triggers.insert(id, names);

@@ -42,6 +42,9 @@ pub struct UpdateOptions {
     /// name (step 7) and each `unlink` of a removed one (step 8), as
     /// `strace -e inject=symlinkat,unlinkat:delay_enter=…` does to the real kubelet.
     pub pause_after_commit: Option<Duration>,
+    /// `defaultMode`: the mode of every key (0644 without it), e.g. 0o600 for a Secret only its
+    /// owner may read.
+    pub default_mode: Option<u32>,
 }
 
 /// What one write did.
@@ -175,7 +178,8 @@ impl Volume {
                 .map_err(|e| ctx(e, "open", &path))?;
             file.write_all(bytes).map_err(|e| ctx(e, "write", &path))?;
             drop(file);
-            fs::set_permissions(&path, Permissions::from_mode(0o644))
+            let mode = opts.default_mode.unwrap_or(0o644);
+            fs::set_permissions(&path, Permissions::from_mode(mode))
                 .map_err(|e| ctx(e, "chmod", &path))?;
         }
 

@@ -143,6 +143,7 @@ fn legacy_order_and_options_give_the_same_final_layout() {
         fsgroup: Some(4242),
         swap_on_equal: false,
         pause_after_commit: None,
+        default_mode: None,
     };
     let (vol, _) = Volume::create_with(root, &[("a", b"1")], &opts).unwrap();
     vol.update_with(&[("a", b"2"), ("b", b"3")], &opts)

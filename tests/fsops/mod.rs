@@ -402,6 +402,7 @@ impl World {
             pause_after_commit: if self.rng.chance(30) { ms(50) } else { None },
             pause_between_keys: if self.rng.chance(20) { ms(150) } else { None },
             legacy_order: false,
+            default_mode: None,
         };
         let commit = self.volume.update_with(&files, &opts).ok()?;
         let what = if commit.is_some() { "swapped" } else { "no-op" };
