@@ -20,9 +20,12 @@ mod child;
 mod config;
 mod fingerprint;
 mod limits;
+mod listen;
 mod log;
+mod metrics;
 mod mounts;
 mod names;
+mod outcome;
 mod poll;
 mod reload;
 mod settle;
@@ -44,9 +47,11 @@ use std::time::{Duration, Instant};
 
 use child::Child;
 use config::{Action, Config, Targets};
+use listen::Listener;
 use log::Logger;
+use metrics::{Metrics, Tally, Watching};
 use poll::{Poll, Poller};
-use reload::Reloads;
+use reload::{Reloads, Settled};
 use settle::Settle;
 use signal::Signal;
 use sys::Interest;
@@ -91,6 +96,9 @@ struct Daemon<'a> {
     child: Option<Child>,
     /// A stop signal was forwarded to the app: no more reloads.
     stopping: bool,
+    tally: Tally,
+    /// `/metrics` and `/healthz`, if RELOAD_LISTEN_ADDRESS is set.
+    listener: Option<Listener>,
 }
 
 /// Sets up, then runs the loop until SIGTERM or SIGINT (or, with `-- APP`, until the app
@@ -130,6 +138,15 @@ fn serve(cfg: &Config) -> ExitCode {
         log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
     }
     mounts::warn_pinned(&cfg.dirs, &mounts, &log);
+    let listener = match cfg.listen.map(Listener::bind).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            log.error(&e, &[]);
+            return ExitCode::from(1);
+        }
+    };
+    let signals = cfg.process_name.is_some() || !cfg.command.is_empty();
+    let metrics = Metrics::new(signals, cfg.webhook.is_some(), reloads.last());
     let child = match cfg.command.is_empty() {
         true => None,
         false => match child::spawn(&cfg.command) {
@@ -152,6 +169,8 @@ fn serve(cfg: &Config) -> ExitCode {
         webhook,
         child,
         stopping: false,
+        tally: Tally::new(metrics),
+        listener,
     };
     d.ready();
     d.run()
@@ -202,6 +221,9 @@ impl Daemon<'_> {
         if let Some(c) = &self.child {
             fields.push(("child", c.pid.get().into()));
         }
+        if let Some(a) = self.listener.as_ref().and_then(Listener::local_addr) {
+            fields.push(("listen", a.to_string().into()));
+        }
         fields.push(("version", env!("CARGO_PKG_VERSION").into()));
         self.log.info("watching", &fields);
         if cfg.command.is_empty() {
@@ -221,6 +243,7 @@ impl Daemon<'_> {
                 self.settle.deadline(),
                 self.poller.deadline(),
                 self.webhook.as_ref().and_then(Webhook::deadline),
+                self.listener.as_ref().and_then(Listener::deadline),
             ]
             .into_iter()
             .flatten()
@@ -237,6 +260,8 @@ impl Daemon<'_> {
                 },
             ];
             fds.extend(self.webhook.as_ref().and_then(Webhook::interest));
+            let served = fds.len();
+            fds.extend(self.listener.iter().flat_map(Listener::interest));
             let ready = match sys::ppoll(&fds, timeout) {
                 Ok(r) => {
                     failures = 0;
@@ -284,7 +309,18 @@ impl Daemon<'_> {
                     .debug("possible change", &[("change", "polled".into())]);
             }
             if let Some(w) = &mut self.webhook {
-                w.advance(ready.get(2).copied().unwrap_or_default(), now, &self.log);
+                let r = ready[..served].get(2).copied().unwrap_or_default();
+                w.advance(r, now, &self.log);
+                self.tally.ended(w, &self.log);
+            }
+            if let Some(l) = &mut self.listener {
+                let (w, m) = (&self.watcher, &self.tally.metrics);
+                let seen = || Watching {
+                    watches: w.count(),
+                    events: w.events,
+                    errors: w.errors,
+                };
+                l.ready(&ready[served..], now, &mut || m.render(seen()), &self.log);
             }
             if let Some(first) = self
                 .settle
@@ -292,17 +328,18 @@ impl Daemon<'_> {
                 .filter(|_| !self.stopping)
             {
                 let child = self.child.as_ref().map(|c| c.pid);
-                if self.reloads.settled(
+                let settled = self.reloads.settled(
                     self.cfg,
                     first,
                     child,
                     &mut self.watcher,
                     &mut self.settle,
                     &self.log,
-                ) {
-                    if let Some(w) = &mut self.webhook {
-                        w.request(Instant::now(), &self.log);
-                    }
+                );
+                match settled {
+                    Settled::Waiting => {}
+                    Settled::Unchanged => self.tally.metrics.unchanged(),
+                    Settled::Changed(r) => self.tally.changed(r, self.webhook.as_mut(), &self.log),
                 }
             }
         }

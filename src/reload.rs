@@ -12,12 +12,23 @@ use crate::fingerprint::{self, Cut, Fingerprint, Report};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
+use crate::outcome::{Reload, Signalled};
 use crate::settle::Settle;
 use crate::signal::{self, Signal};
 use crate::sys::Pid;
 use crate::target::{self, Process};
 use crate::verdict::{self, Handling, Verdict};
 use crate::watch::{Unwatched, Watcher};
+
+/// What a due settle came to.
+pub enum Settled {
+    /// Held (an update still being written) or a watched directory is missing.
+    Waiting,
+    /// The content is what was last applied: nothing sent.
+    Unchanged,
+    /// New content: signalled if a signal is configured; the request (if any) is next.
+    Changed(Reload),
+}
 
 /// What the loop remembers between reloads.
 pub struct Reloads {
@@ -48,6 +59,11 @@ impl Reloads {
         let report = r.walk(cfg, watcher, log);
         r.last = report.outcome.ok();
         r
+    }
+
+    /// The fingerprint of the content at the last signal, or at start-up.
+    pub fn last(&self) -> Option<u64> {
+        self.last.map(|f| f.0)
     }
 
     /// Walks every tree: watches each directory it lists, drops the watches it no longer
@@ -81,7 +97,7 @@ impl Reloads {
 
     /// A settle that opened at `first` is due: hold it while an update is still being written,
     /// else fingerprint and, if the content changed, signal the targets (`child`: the app we
-    /// run, if any). True when the content changed: the caller sends the reload request next.
+    /// run, if any).
     pub fn settled(
         &mut self,
         cfg: &Config,
@@ -90,12 +106,12 @@ impl Reloads {
         watcher: &mut Watcher,
         settle: &mut Settle,
         log: &Logger,
-    ) -> bool {
+    ) -> Settled {
         let now = Instant::now();
         if let Some(until) = watcher.sed_hold(now, cfg.max_delay) {
             log.debug("a sed temp file is not renamed yet; waiting", &[]);
             settle.hold(first, until);
-            return false;
+            return Settled::Waiting;
         }
         let report = self.walk(cfg, watcher, log);
         let fp = match report.outcome {
@@ -104,11 +120,11 @@ impl Reloads {
                     "watched directory is missing; not signalling until it is back",
                     &[("dir", dir.as_path().into())],
                 );
-                return false;
+                return Settled::Waiting;
             }
             Ok(fp) if Some(fp) == self.last => {
                 log.debug("content unchanged; not signalling", &[]);
-                return false;
+                return Settled::Unchanged;
             }
             Ok(fp) => fp,
         };
@@ -120,13 +136,14 @@ impl Reloads {
                     &[("dir", vol.as_path().into())],
                 );
                 settle.hold(first, until);
-                return false;
+                return Settled::Waiting;
             }
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
         self.last = Some(fp);
-        signal_all(cfg, child, log, now);
-        true
+        let signals = cfg.process_name.is_some() || child.is_some();
+        let sent = signals.then(|| signal_all(cfg, child, log, now));
+        Settled::Changed(Reload::new(now, fp.0).signalled(sent))
     }
 }
 
@@ -188,11 +205,13 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
 }
 
 /// Signals every target that can take the signal; `started` is when the settle fired.
-fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) {
+fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) -> Signalled {
     let sig = cfg.signal;
+    let mut done = Signalled::default();
     for (p, verdict) in targets(cfg, child, log) {
         if !verdict.sends(cfg.force) {
             refuse(cfg, log, &p, &verdict);
+            done.refused.push(verdict.handling.as_str());
             continue;
         }
         if !verdict.sends(false) {
@@ -206,18 +225,29 @@ fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) 
             );
         }
         match target::pin(&p).and_then(|to| signal::send(&to, sig)) {
-            Ok(()) => log.info(
-                "reloaded",
-                &[
-                    ("pid", p.pid.get().into()),
-                    ("name", cfg.name().into()),
-                    ("signal", sig.name().into()),
-                    ("took_ms", started.elapsed().into()),
-                ],
-            ),
-            Err(e) => send_failed(cfg, log, &p, sig, &e),
+            Ok(()) => {
+                done.sent += 1;
+                log.info(
+                    "reloaded",
+                    &[
+                        ("pid", p.pid.get().into()),
+                        ("name", cfg.name().into()),
+                        ("signal", sig.name().into()),
+                        ("took_ms", started.elapsed().into()),
+                    ],
+                )
+            }
+            Err(e) => {
+                // Only an errno becomes a label: the set stays closed.
+                let errno = e
+                    .raw_os_error()
+                    .map_or("other".into(), |_| signal::errno_name(&e));
+                done.errors.push(errno);
+                send_failed(cfg, log, &p, sig, &e)
+            }
         }
     }
+    done
 }
 
 fn send_failed(cfg: &Config, log: &Logger, p: &Process, sig: Signal, e: &std::io::Error) {

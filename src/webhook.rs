@@ -14,6 +14,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::log::Logger;
+use crate::outcome::Delivery;
 use crate::sys::{self, Interest, Ready};
 use crate::url::Url;
 
@@ -58,6 +59,8 @@ pub struct Webhook {
     /// Which of the URL's addresses to connect to: the next one only after a connect failed,
     /// so that retries after an HTTP error go to the address that answered.
     addr: usize,
+    /// How the last attempt ended, until the loop takes it.
+    ended: Option<Delivery>,
 }
 
 impl Webhook {
@@ -74,6 +77,7 @@ impl Webhook {
             first: now,
             again: false,
             addr: 0,
+            ended: None,
         }
     }
 
@@ -93,6 +97,11 @@ impl Webhook {
                 self.attempt(now, log);
             }
         }
+    }
+
+    /// How the attempt that ended since the last call ended, if one did.
+    pub fn take_ended(&mut self) -> Option<Delivery> {
+        self.ended.take()
     }
 
     /// Whether a request is on its way or waiting for its retry.
@@ -135,6 +144,7 @@ impl Webhook {
                 if matches!(stage, Stage::Sending { .. }) {
                     self.unreachable(&why, now, log);
                 } else {
+                    self.ended = Some(Delivery::Unknown);
                     self.failed(&why, now, log);
                 }
             }
@@ -213,6 +223,7 @@ impl Webhook {
             self.stage = Stage::Reading { sock, got };
             return;
         }
+        self.ended = status(&got).map(Delivery::Status);
         match status(&got) {
             Some(code) if (200..300).contains(&code) => self.succeeded(code, now, log),
             Some(code) => self.failed(&format!("status {code}"), now, log),
@@ -249,6 +260,7 @@ impl Webhook {
     }
 
     fn failed(&mut self, why: &str, now: Instant, log: &Logger) {
+        self.ended.get_or_insert(Delivery::Error);
         if self.again {
             // A newer change is waiting anyway: its request covers this one.
             log.warn(
