@@ -296,18 +296,26 @@ fn peer(sock: &TcpStream) -> String {
     sock.peer_addr().map(|a| a.to_string()).unwrap_or_default()
 }
 
+/// Adds `chunk` to the head so far, never past [`MAX_HEAD`] + 1 bytes; true once it is full.
+pub fn keep(got: &mut Vec<u8>, chunk: &[u8]) -> bool {
+    let room = (MAX_HEAD + 1).saturating_sub(got.len());
+    got.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    got.len() > MAX_HEAD
+}
+
 /// Reads what arrived, answers a complete head, writes what fits; false once it is done with
 /// (answered, closed by the client, or failed).
 fn serve(c: &mut Conn, metrics: &mut dyn FnMut() -> String) -> bool {
     if c.out.is_none() {
         let mut buf = [0u8; 1024];
         loop {
-            let room = (MAX_HEAD + 1 - c.got.len()).min(buf.len());
+            let room = (MAX_HEAD + 1)
+                .saturating_sub(c.got.len())
+                .clamp(1, buf.len());
             match c.sock.read(&mut buf[..room]) {
                 Ok(0) => return false,
                 Ok(n) => {
-                    c.got.extend_from_slice(&buf[..n]);
-                    if c.got.len() > MAX_HEAD {
+                    if keep(&mut c.got, &buf[..n]) {
                         break;
                     }
                 }

@@ -1,6 +1,8 @@
 //! Unit tests of `listen`.
 
 use super::*;
+use proptest::collection::vec;
+use proptest::prelude::*;
 
 #[test]
 fn addresses() {
@@ -73,4 +75,38 @@ fn answers_carry_a_length_and_head_has_no_body() {
         n.starts_with("HTTP/1.1 405") && n.contains("Allow: GET, HEAD"),
         "{n}"
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_input_crashes_the_parser_or_grows_the_head(chunks in vec(vec(any::<u8>(), 0..3000), 0..12)) {
+        let mut got = Vec::new();
+        for chunk in &chunks {
+            let full = keep(&mut got, chunk);
+            prop_assert!(got.len() <= MAX_HEAD + 1);
+            let asked = parse(&got);
+            prop_assert!(!(full && asked == Asked::More), "a full head still asks for more");
+            let out = answer(asked, &mut || String::new());
+            prop_assert!(out.starts_with(b"HTTP/1.1 ") && out.len() < 512);
+            if asked != Asked::More {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn a_scrape_split_anywhere_is_understood_once_whole(
+        cut in 0usize..60,
+        junk in "[A-Za-z0-9-]{0,20}",
+    ) {
+        let req = format!("GET /metrics HTTP/1.1\r\nX-{junk}: 1\r\n\r\n");
+        let cut = cut.min(req.len() - 1);
+        let mut got = Vec::new();
+        keep(&mut got, &req.as_bytes()[..cut]);
+        prop_assert_eq!(parse(&got), Asked::More);
+        keep(&mut got, &req.as_bytes()[cut..]);
+        prop_assert_eq!(parse(&got), Asked::Metrics { head: false });
+    }
 }

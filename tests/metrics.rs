@@ -234,9 +234,19 @@ fn idle_with_the_listener_on_never_wakes_up() {
     let dir = TempDir::new("metrics-idle").unwrap();
     fs::write(dir.join("app.conf"), "v1").unwrap();
     let rel = start(dir.path(), &unique_name("metrics-idle"), &[ANY_PORT]);
-    // One scrape first: a served connection must leave no deadline behind.
-    scrape(port(&rel));
     await_idle(rel.pid());
+    // One scrape first: a served connection is closed at once, leaving neither a socket nor
+    // a deadline behind (a connection kept after its answer would spin until its deadline).
+    scrape(port(&rel));
+    wait_until(
+        Duration::from_secs(1),
+        "the served connection closed, the loop asleep",
+        || {
+            let wchan =
+                fs::read_to_string(format!("/proc/{}/wchan", rel.pid())).unwrap_or_default();
+            (sockets(rel.pid()) == 1 && wchan.contains("poll")).then_some(())
+        },
+    );
     let before = switches(rel.pid());
     std::thread::sleep(Duration::from_secs(30));
     let woke = switches(rel.pid()) - before;
