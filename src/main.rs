@@ -7,11 +7,13 @@
 //! re-pointed), `poll` (the same question where inotify is blind), `settle` (debounce),
 //! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
 //! would take the signal), `signal` (send), `webhook` (the reload request), `child` (the app
-//! as our child). `reload` wires a settle to them, `check` reports, `mounts` and `limits`
+//! as our child). `reload` wires a settle to them, `outcome` says how each reload went and
+//! `metrics` counts it, `listen` serves `/metrics`, `check` reports, `mounts` and `limits`
 //! explain set-ups, `log` writes the lines, `sys` wraps the few raw syscalls.
 //!
-//! One thread, one blocking `ppoll` on the signalfd, the inotify fd and, while a reload request
-//! is on its way, its socket: nothing runs while nothing changes.
+//! One thread, one blocking `ppoll` on the signalfd, the inotify fd, while a reload request
+//! is on its way its socket, and with RELOAD_LISTEN_ADDRESS the metrics sockets: nothing runs
+//! while nothing changes.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
