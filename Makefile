@@ -152,6 +152,8 @@ clean:
 #   build; its cargo target dir (target/before/) is kept, so a rebuild only recompiles the crate;
 # - tiny: `make tiny`'s binary, if there is one (make bench does not build it).
 # bench-smoke measures ours only and builds neither.
+# Figure 9 (issue 20): RELOAD_LISTEN_ADDRESS off and on side by side (idle VmRSS, CPU per
+# update) and the CPU of one /metrics scrape.
 .PHONY: bench bench-smoke deps-bench bench-before
 BEFORE_REV := e9aced9
 BEFORE_SRC := target/before-src

@@ -58,6 +58,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(Some("RELOAD_WEBHOOK_METHOD"), "--webhook-method", Some("METHOD"), Some("POST"), "method of the reload request: POST, PUT, GET, PATCH or DELETE"),
     setting(Some("RELOAD_WEBHOOK_TIMEOUT"), "--webhook-timeout", Some("DURATION"), Some("10s"), "how long one reload request may take; one wholly sent that gets no answer is not resent for that change"),
     setting(Some("RELOAD_POLL_INTERVAL"), "--poll-interval", Some("auto|DURATION|0"), Some("auto"), "auto: every 5s poll the directories on FUSE, 9p, NFS, CIFS or Ceph, whose outside changes raise no inotify event; a duration: poll every directory; 0: never"),
+    setting(Some("RELOAD_LISTEN_ADDRESS"), "--listen-address", Some("[HOST]:PORT"), None, "serve /metrics (Prometheus) and /healthz here, e.g. :9533, 127.0.0.1:9533, [::]:9533; an IP or nothing, no names (default: no port is opened)"),
     setting(Some("RELOAD_FORCE"), "--force", None, Some("false"), "signal whatever the verdict: no handler, only a mask, a runtime's catch-all handler, the signal ignored (it may die)"),
     setting(Some("RELOAD_TRUST_HANDLER"), "--trust-handler", None, Some("false"), "take the catch-all handler of a Go, JVM or Ruby runtime as the app's: set it when the app really reloads on the signal (signal.Notify, sun.misc.Signal.handle, Signal.trap)"),
     setting(Some("RELOAD_RETRY_FOR"), "--retry-for", Some("DURATION"), Some("60s"), "how long a refused signal is retried, with backoff, for an app that may yet take it (still starting, between two sigwaits, blocking for a moment); 0: never"),
@@ -119,6 +120,8 @@ pub struct Config {
     pub poll: Poll,
     /// `-- APP [ARGS...]`: run the app as our child (empty: a sidecar).
     pub command: Vec<OsString>,
+    /// Where `/metrics` and `/healthz` are served; `None`: no port is opened.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -350,8 +353,16 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
                 &[("text", LogFormat::Text), ("json", LogFormat::Json)],
             )
         })?;
+    let listen = match raw.text("--listen-address")? {
+        None => None,
+        Some((s, v)) => match crate::listen::parse_address(v) {
+            Some(a) => Some(a),
+            None => return err(format!("{s}={v:?} is not an address to listen on; use :PORT, IPv4:PORT or [IPv6]:PORT, e.g. :9533 (no host names)")),
+        },
+    };
     Ok(Config {
         dirs,
+        listen,
         process_name,
         signal,
         debounce,

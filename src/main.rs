@@ -13,7 +13,8 @@
 //! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
 //! would take the signal, with `runtime` for runtimes whose handler is not the app's), `retry`
 //! (sending to each target, and again to those that could not take it yet), `signal` (send),
-//! `webhook` and `url` (the reload request), `child` (the app as our child). `stop` tells a long walk that a stop signal waits, `limits` explains sysctls, `log` writes the lines, `sys` wraps the
+//! `webhook` and `url` (the reload request), `child` (the app as our child). `outcome` says how each reload went, `metrics` counts it and `listen` serves `/metrics`;
+//! `stop` tells a long walk that a stop signal waits, `limits` explains sysctls, `log` writes the lines, `sys` wraps the
 //! few raw syscalls.
 //!
 //! One thread, one blocking `ppoll`: nothing runs while nothing changes.
@@ -25,9 +26,12 @@ mod child;
 mod config;
 mod fingerprint;
 mod limits;
+mod listen;
 mod log;
+mod metrics;
 mod mounts;
 mod names;
+mod outcome;
 mod poll;
 mod reload;
 mod retry;

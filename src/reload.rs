@@ -12,6 +12,7 @@ use crate::fingerprint::{self, Cut, Fingerprint, Hooks, Listed, Report, Sink};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
+use crate::outcome::{Reload, Signalled};
 use crate::retry::{self, Outcome};
 use crate::settle::Settle;
 use crate::stop;
@@ -20,12 +21,18 @@ use crate::target::{self, Process};
 use crate::verdict::{self, Verdict};
 use crate::watch::{Unwatched, Watcher};
 
-/// A change that was signalled.
-pub struct Signalled {
-    /// The targets refused for now that waiting may lift.
-    pub refused: Vec<Process>,
-    /// When the settle fired.
-    pub at: Instant,
+/// What a due settle came to.
+pub enum Settled {
+    /// Held (an update still being written) or a watched directory is missing.
+    Waiting,
+    /// The content is what was last applied: nothing sent.
+    Unchanged,
+    /// New content: signalled if a signal is configured; the request (if any) is next.
+    Changed {
+        reload: Reload,
+        /// The targets refused for now that waiting may lift: the caller's `Retry` takes them.
+        retry: Vec<Process>,
+    },
 }
 
 /// What the loop remembers between reloads.
@@ -74,6 +81,11 @@ impl Reloads {
     /// The mounts changed: kernel interfaces mounted since are not walked either.
     pub fn set_mounts(&mut self, mounts: &[mounts::Mount]) {
         self.kernel = mounts::kernel_devs(mounts);
+    }
+
+    /// The fingerprint of the content at the last signal, or at start-up.
+    pub fn last(&self) -> Option<u64> {
+        self.last.map(|f| f.0)
     }
 
     /// Walks every tree: watches each directory it lists, drops the watches it no longer
@@ -149,8 +161,8 @@ impl Reloads {
 
     /// A settle that opened at `first` is due: hold it while an update is still being written,
     /// else fingerprint and, if the content changed, signal the targets (`child`: the app we
-    /// run, if any). `Some` when the content changed: the caller hands the refusals to its
-    /// `Retry`, then sends the reload request.
+    /// run, if any). On new content the caller hands the refusals to its `Retry`, then sends
+    /// the reload request.
     pub fn settled(
         &mut self,
         cfg: &Config,
@@ -159,17 +171,17 @@ impl Reloads {
         watcher: &mut Watcher,
         settle: &mut Settle,
         log: &Logger,
-    ) -> Option<Signalled> {
+    ) -> Settled {
         let now = Instant::now();
         if let Some(until) = watcher.sed_hold(now, cfg.max_delay) {
             log.debug("a sed temp file is not renamed yet; waiting", &[]);
             settle.hold(first, until);
-            return None;
+            return Settled::Waiting;
         }
         let report = self.walk(cfg, watcher, log);
         if report.interrupted {
             // A stop signal is pending: the loop reads it next.
-            return None;
+            return Settled::Waiting;
         }
         let fp = match report.outcome {
             Err(dir) => {
@@ -177,11 +189,11 @@ impl Reloads {
                     "watched directory is missing; not signalling until it is back",
                     &[("dir", dir.as_path().into())],
                 );
-                return None;
+                return Settled::Waiting;
             }
             Ok(fp) if Some(fp) == self.last => {
                 log.debug("content unchanged; not signalling", &[]);
-                return None;
+                return Settled::Unchanged;
             }
             Ok(fp) => fp,
         };
@@ -193,13 +205,21 @@ impl Reloads {
                     &[("dir", vol.as_path().into())],
                 );
                 settle.hold(first, until);
-                return None;
+                return Settled::Waiting;
             }
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
         self.last = Some(fp);
-        let refused = signal_all(cfg, child, log, now);
-        Some(Signalled { refused, at: now })
+        let signals = cfg.process_name.is_some() || child.is_some();
+        let (sent, retry) = match signals {
+            true => {
+                let (sent, retry) = signal_all(cfg, child, log, now);
+                (Some(sent), retry)
+            }
+            false => (None, Vec::new()),
+        };
+        let reload = Reload::new(now, fp.0).signalled(sent);
+        Settled::Changed { reload, retry }
     }
 }
 
@@ -266,19 +286,30 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
 }
 
 /// Signals every target that can take the signal; `started` is when the settle fired. Returns
-/// the refused targets that waiting may lift.
-fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) -> Vec<Process> {
-    let mut refused = Vec::new();
+/// what the send did, and the refused targets that waiting may lift.
+fn signal_all(
+    cfg: &Config,
+    child: Option<Pid>,
+    log: &Logger,
+    started: Instant,
+) -> (Signalled, Vec<Process>) {
+    let mut done = Signalled::default();
+    let mut again = Vec::new();
     for (p, verdict) in targets(cfg, child, log) {
-        if retry::deliver(cfg, log, &p, &verdict, started, 1) == Outcome::Refused {
-            let again = verdict.handling.retried() && !cfg.retry_for.is_zero();
-            retry::refuse(cfg, log, &p, &verdict, again);
-            if again {
-                refused.push(p);
+        match retry::deliver(cfg, log, &p, &verdict, started, 1) {
+            Outcome::Sent => done.sent += 1,
+            Outcome::Failed(errno) => done.errors.push(errno),
+            Outcome::Refused => {
+                let retried = verdict.handling.retried() && !cfg.retry_for.is_zero();
+                retry::refuse(cfg, log, &p, &verdict, retried);
+                done.refused.push(verdict.handling.as_str());
+                if retried {
+                    again.push(p);
+                }
             }
         }
     }
-    refused
+    (done, again)
 }
 
 /// The directories of a walk that `--check` reports: every real directory of each tree.

@@ -9,12 +9,15 @@
 //! exec'd another program since (a wrapper script that execs the app), read the new content
 //! already. A newer change replaces whatever is
 //! pending. [`Retry`] owns its deadline and what it does when due; it never scans `/proc` for
-//! names and never fingerprints.
+//! names and never fingerprints. The change's own reload attempt counted the refusals as a
+//! failure; once nothing is pending, the retries are a reload attempt of their own (signal
+//! step only), as each retry of the reload request is.
 
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::log::{self, Logger};
+use crate::outcome::{Reload, Signalled};
 use crate::signal::{self, Signal};
 use crate::target::{self, Process};
 use crate::verdict::{self, Handling, Verdict};
@@ -24,12 +27,12 @@ const FIRST: Duration = Duration::from_millis(50);
 const LONGEST: Duration = Duration::from_secs(5);
 
 /// What became of one target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Signalled.
     Sent,
-    /// The send failed (logged).
-    Failed,
+    /// The send failed (logged): its errno's name, `other` for an error without one.
+    Failed(String),
     /// Its verdict refuses the signal (not logged: the caller knows whether it retries).
     Refused,
 }
@@ -74,7 +77,11 @@ pub fn deliver(
         }
         Err(e) => {
             send_failed(cfg, log, p, sig, &e);
-            Outcome::Failed
+            // Only an errno becomes a metrics label: the set stays closed.
+            let errno = e
+                .raw_os_error()
+                .map_or("other".into(), |_| signal::errno_name(&e));
+            Outcome::Failed(errno)
         }
     }
 }
@@ -135,6 +142,10 @@ pub struct Retry {
     next: Option<Instant>,
     gap: Duration,
     attempt: u32,
+    /// The fingerprint of the change, and what the retries did so far: the reload attempt
+    /// they amount to once none is pending.
+    fingerprint: u64,
+    done: Signalled,
 }
 
 impl Default for Retry {
@@ -147,14 +158,22 @@ impl Default for Retry {
             next: None,
             gap: FIRST,
             attempt: 1,
+            fingerprint: 0,
+            done: Signalled::default(),
         }
     }
 }
 
 impl Retry {
-    /// A change was signalled at `started`: what it refused and may yet send replaces
-    /// whatever an older change left pending.
-    pub fn replace(&mut self, refused: Vec<Process>, started: Instant, cfg: &Config) {
+    /// A change of content `fingerprint` was signalled at `started`: what it refused and may
+    /// yet send replaces whatever an older change left pending.
+    pub fn replace(
+        &mut self,
+        refused: Vec<Process>,
+        started: Instant,
+        fingerprint: u64,
+        cfg: &Config,
+    ) {
         *self = Retry::default();
         if refused.is_empty() || cfg.retry_for.is_zero() {
             return;
@@ -164,6 +183,7 @@ impl Retry {
             .map(|p| (p, target::comm(p.pid)))
             .collect();
         self.started = started;
+        self.fingerprint = fingerprint;
         self.until = started + cfg.retry_for;
         self.next = Some(Instant::now() + FIRST);
     }
@@ -186,11 +206,13 @@ impl Retry {
     }
 
     /// Judges each pending target again and signals those that can take it now; keeps the
-    /// others while the time lasts, gives them up after.
-    pub fn due(&mut self, cfg: &Config, now: Instant, log: &Logger) {
+    /// others while the time lasts, gives them up after. Once none is pending: the reload
+    /// attempt the retries amount to (its signal step: every retried target took it, or not).
+    pub fn due(&mut self, cfg: &Config, now: Instant, log: &Logger) -> Option<Reload> {
         if self.next.is_none_or(|at| now < at) {
-            return;
+            return None;
         }
+        let done = &mut self.done;
         self.attempt += 1;
         let last = now >= self.until;
         let (attempt, started) = (self.attempt, self.started);
@@ -211,9 +233,11 @@ impl Retry {
             match deliver(cfg, log, p, &verdict, started, attempt) {
                 Outcome::Refused if !verdict.handling.retried() => {
                     refuse(cfg, log, p, &verdict, false);
+                    done.refused.push(verdict.handling.as_str());
                     false
                 }
                 Outcome::Refused if last => {
+                    done.refused.push(verdict.handling.as_str());
                     log.warn(
                         &format!("giving up on sending {}", cfg.signal.name()),
                         &[
@@ -236,7 +260,14 @@ impl Retry {
                     );
                     true
                 }
-                Outcome::Sent | Outcome::Failed => false,
+                Outcome::Sent => {
+                    done.sent += 1;
+                    false
+                }
+                Outcome::Failed(errno) => {
+                    done.errors.push(errno);
+                    false
+                }
             }
         });
         self.next = match self.pending.is_empty() {
@@ -244,6 +275,14 @@ impl Retry {
             false => Some((now + self.gap).min(self.until)),
         };
         self.gap = (self.gap * 2).min(LONGEST);
+        if self.pending.is_empty() {
+            let done = std::mem::take(&mut self.done);
+            // Targets that exited or exec'd since took nothing: no attempt to count.
+            let attempted = done.sent + done.refused.len() + done.errors.len() > 0;
+            return attempted
+                .then(|| Reload::new(self.started, self.fingerprint).signalled(Some(done)));
+        }
+        None
     }
 }
 
@@ -282,7 +321,7 @@ mod tests {
         let mut r = Retry::default();
         assert_eq!(r.deadline(), None);
         let now = Instant::now();
-        r.replace(vec![gone()], now, &cfg("60s"));
+        r.replace(vec![gone()], now, 0, &cfg("60s"));
         let due = r.deadline().expect("a first retry");
         assert!(
             due > now && due <= now + Duration::from_millis(100),
@@ -295,9 +334,9 @@ mod tests {
             &Logger::new(crate::log::LogFormat::Text, false),
         );
         assert_eq!((r.pending(), r.deadline()), (false, None));
-        r.replace(vec![gone()], now, &cfg("0"));
+        r.replace(vec![gone()], now, 0, &cfg("0"));
         assert_eq!(r.deadline(), None, "RELOAD_RETRY_FOR=0 never retries");
-        r.replace(vec![gone()], now, &cfg("60s"));
+        r.replace(vec![gone()], now, 0, &cfg("60s"));
         r.cancel();
         assert_eq!(r.deadline(), None);
     }

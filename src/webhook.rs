@@ -18,6 +18,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::log::Logger;
+use crate::outcome::Delivery;
 use crate::sys::{self, Interest, Ready};
 use crate::url::Url;
 
@@ -62,6 +63,8 @@ pub struct Webhook {
     /// Which of the URL's addresses to connect to: the next one only after a connect failed,
     /// so that retries after an HTTP error go to the address that answered.
     addr: usize,
+    /// How the last attempt ended, until the loop takes it.
+    ended: Option<Delivery>,
 }
 
 impl Webhook {
@@ -78,6 +81,7 @@ impl Webhook {
             first: now,
             again: false,
             addr: 0,
+            ended: None,
         }
     }
 
@@ -105,6 +109,11 @@ impl Webhook {
         let again = std::mem::take(&mut self.again);
         let busy = !matches!(std::mem::replace(&mut self.stage, Stage::Idle), Stage::Idle);
         busy || again
+    }
+
+    /// How the attempt that ended since the last call ended, if one did.
+    pub fn take_ended(&mut self) -> Option<Delivery> {
+        self.ended.take()
     }
 
     /// The socket to wait on, if a request is on its way.
@@ -215,6 +224,7 @@ impl Webhook {
             self.stage = Stage::Reading { sock, got };
             return;
         }
+        self.ended = status(&got).map(Delivery::Status);
         match status(&got) {
             Some(code) if (200..300).contains(&code) => self.succeeded(code, now, log),
             Some(code) => self.failed(&format!("status {code}"), now, log),
@@ -255,6 +265,7 @@ impl Webhook {
     /// is not sent again for this change (a slow reload endpoint would be reloaded over and
     /// over). A newer change still gets its own request.
     fn unknown(&mut self, why: &str, now: Instant, log: &Logger) {
+        self.ended = Some(Delivery::Unknown);
         log.warn(
             "reload request outcome unknown; not resending it for this change",
             &[
@@ -269,6 +280,7 @@ impl Webhook {
     }
 
     fn failed(&mut self, why: &str, now: Instant, log: &Logger) {
+        self.ended.get_or_insert(Delivery::Error);
         if self.again {
             // A newer change is waiting anyway: its request covers this one.
             log.warn(

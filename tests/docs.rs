@@ -147,10 +147,32 @@ fn checked_sidecar_env(rel: &str, sidecar: &Yaml) -> Vec<(String, String)> {
         mounts.iter().any(|m| m["mountPath"].as_str() == Some(dir)),
         "{rel}: CONFIG_DIR {dir} is not one of the sidecar's mounts"
     );
-    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+    for probe in ["readinessProbe", "startupProbe"] {
         assert!(
             sidecar[probe].is_badvalue(),
             "{rel}: the sidecar has a {probe}; a sidecar must not take the app out of service"
+        );
+    }
+    // A liveness probe only on /healthz, and only where the metrics port is opened.
+    let live = &sidecar["livenessProbe"];
+    if !live.is_badvalue() {
+        assert_eq!(live["httpGet"]["path"].as_str(), Some("/healthz"), "{rel}");
+        assert!(
+            value("RELOAD_LISTEN_ADDRESS").is_some(),
+            "{rel}: a probe on a port never opened"
+        );
+    }
+    // The port is opened only where metrics are wanted, and then it is declared.
+    if let Some(addr) = value("RELOAD_LISTEN_ADDRESS") {
+        let port: i64 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        let ports = sidecar["ports"]
+            .as_vec()
+            .expect("the metrics port is declared");
+        assert!(
+            ports
+                .iter()
+                .any(|p| p["containerPort"].as_i64() == Some(port)),
+            "{rel}"
         );
     }
     env.iter()

@@ -12,6 +12,7 @@
 //! temporary directory, which all scratch files live under (`TMPDIR` points there).
 
 mod builds;
+mod metrics;
 mod nshelper;
 mod polling;
 mod pollprobe;
@@ -889,6 +890,12 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
     rows.extend(poll_rows);
     notes.extend(poll_notes);
     raw.extend(poll_raw);
+
+    // 9. The metrics listener (issue 20), in its own module.
+    progress("9. metrics: idle RSS, CPU per update with the listener off and on, CPU per scrape");
+    let (metric_rows, metric_notes) = metrics::figure(paths, plan.updates, plan.updates * 10)?;
+    rows.extend(metric_rows);
+    notes.extend(metric_notes);
 
     let meta = report::Meta {
         date: report::utc(

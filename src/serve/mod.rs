@@ -26,10 +26,12 @@ use std::time::Instant;
 
 use crate::child::{self, Child};
 use crate::config::{Config, Targets};
+use crate::listen::Listener;
 use crate::log::{self, Logger};
+use crate::metrics::{Metrics, Tally, Watching};
 use crate::mounts;
 use crate::poll::{self, Poll, Poller};
-use crate::reload::{self, Reloads};
+use crate::reload::{self, Reloads, Settled};
 use crate::retry::{self, Retry};
 use crate::settle::Settle;
 use crate::signal::Signal;
@@ -72,6 +74,15 @@ pub fn serve(cfg: &Config) -> ExitCode {
         log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
     }
     mounts::warn_pinned(&cfg.dirs, mounts, &log);
+    let listener = match cfg.listen.map(Listener::bind).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            log.error(&e, &[]);
+            return ExitCode::from(1);
+        }
+    };
+    let signalling = cfg.process_name.is_some() || !cfg.command.is_empty();
+    let metrics = Metrics::new(signalling, cfg.webhook.is_some(), reloads.last());
     // A stop signal ended the first walk: nothing is started; the loop reads the signal first.
     let child = match cfg.command.is_empty() || reloads.stopped() {
         true => None,
@@ -103,7 +114,9 @@ pub fn serve(cfg: &Config) -> ExitCode {
             settle: Settle::new(cfg.debounce, cfg.max_delay),
             retry: Retry::default(),
             mounts: mount_watch,
+            listener,
         },
+        tally: Tally::new(metrics),
         reloads,
         child,
         stopping: false,
@@ -150,6 +163,8 @@ struct Daemon<'a> {
     child: Option<Child>,
     /// A stop signal came: no reload from here on.
     stopping: bool,
+    /// Each reload's outcome, logged and counted for `/metrics`.
+    tally: Tally,
 }
 
 impl Daemon<'_> {
@@ -175,6 +190,14 @@ impl Daemon<'_> {
         }
         if let Some(c) = &self.child {
             fields.push(("child", c.pid.get().into()));
+        }
+        if let Some(a) = self
+            .sources
+            .listener
+            .as_ref()
+            .and_then(Listener::local_addr)
+        {
+            fields.push(("listen", a.to_string().into()));
         }
         fields.push(("version", env!("CARGO_PKG_VERSION").into()));
         self.log.info("watching", &fields);
@@ -205,6 +228,20 @@ impl Daemon<'_> {
         let now = Instant::now();
         match event {
             Event::Signals(sigs) => sigs.into_iter().find_map(|s| self.on_signal(s)),
+            // Scrapes are answered until the app has exited.
+            Event::Clients(ready) => {
+                let s = &mut self.sources;
+                let (w, m) = (&s.inotify, &self.tally.metrics);
+                let seen = || Watching {
+                    watches: w.count(),
+                    events: w.events,
+                    errors: w.errors,
+                };
+                if let Some(l) = &mut s.listener {
+                    l.ready(&ready, now, &mut || m.render(seen()), &self.log);
+                }
+                None
+            }
             // The app is shutting down: a reload now would only race its exit.
             _ if self.stopping => None,
             Event::Changed(change) => {
@@ -242,16 +279,25 @@ impl Daemon<'_> {
                     &mut s.settle,
                     &self.log,
                 );
-                if let Some(done) = signalled {
-                    s.retry.replace(done.refused, done.at, self.cfg);
-                    if let Some(w) = &mut s.request {
-                        w.request(Instant::now(), &self.log);
+                match signalled {
+                    Settled::Waiting => {}
+                    Settled::Unchanged => self.tally.metrics.unchanged(),
+                    Settled::Changed { reload, retry } => {
+                        s.retry
+                            .replace(retry, reload.started, reload.fingerprint, self.cfg);
+                        self.tally.changed(reload, s.request.as_mut(), &self.log);
                     }
                 }
                 None
             }
             Event::RetryDue => {
-                self.sources.retry.due(self.cfg, now, &self.log);
+                if let Some(r) = self.sources.retry.due(self.cfg, now, &self.log) {
+                    self.tally.retried(&r, &self.log);
+                }
+                None
+            }
+            Event::RequestEnded(d) => {
+                self.tally.ended(d, &self.log);
                 None
             }
         }

@@ -13,8 +13,10 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::listen::Listener;
 use crate::log::Logger;
 use crate::mounts::MountWatch;
+use crate::outcome::Delivery;
 use crate::poll::Poller;
 use crate::retry::Retry;
 use crate::settle::Settle;
@@ -38,6 +40,10 @@ pub enum Event {
     RetryDue,
     /// A mount appeared, vanished or changed at or below a configured directory.
     Mounted,
+    /// The reload request's attempt ended so.
+    RequestEnded(Delivery),
+    /// Metrics clients are ready (or one's deadline passed): their readiness, per fd.
+    Clients(Vec<Ready>),
 }
 
 /// One thing the loop waits on.
@@ -46,13 +52,18 @@ pub trait Source {
     fn interest(&self) -> Option<Interest<'_>> {
         None
     }
+    /// Every fd to wait on now, for a source with several (the metrics listener and its
+    /// clients); by default the one of [`Source::interest`].
+    fn interests(&self) -> Vec<Interest<'_>> {
+        self.interest().into_iter().collect()
+    }
     /// When to be asked again even if no fd is ready; `None`: never (no wake-up).
     fn deadline(&self) -> Option<Instant> {
         None
     }
-    /// After every wait, with the readiness of its own fd (nothing, if it had none or it was
-    /// not ready): what happened, if anything.
-    fn ready(&mut self, ready: Ready, now: Instant, log: &Logger) -> Option<Event>;
+    /// After every wait, with the readiness of its own fds, entry by entry as
+    /// [`Source::interests`] gave them (empty if it had none): what happened, if anything.
+    fn ready(&mut self, ready: &[Ready], now: Instant, log: &Logger) -> Option<Event>;
 }
 
 /// Every source of the loop.
@@ -64,6 +75,7 @@ pub struct Sources {
     pub settle: Settle,
     pub retry: Retry,
     pub mounts: MountWatch,
+    pub listener: Option<Listener>,
 }
 
 impl Sources {
@@ -79,6 +91,7 @@ impl Sources {
             &mut self.request,
             &mut self.settle,
             &mut self.retry,
+            &mut self.listener,
         ]
     }
 
@@ -90,17 +103,15 @@ impl Sources {
             let sources = self.each();
             let deadline = sources.iter().filter_map(|s| s.deadline()).min();
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let (whose, fds): (Vec<usize>, Vec<Interest<'_>>) = sources
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| Some((i, s.interest()?)))
-                .unzip();
+            let asked: Vec<Vec<Interest<'_>>> = sources.iter().map(|s| s.interests()).collect();
+            let fds: Vec<Interest<'_>> = asked.iter().flatten().copied().collect();
             match sys::ppoll(&fds, timeout) {
                 Ok(got) => {
-                    let mut ready = vec![Ready::default(); sources.len()];
-                    for (i, r) in whose.into_iter().zip(got) {
-                        ready[i] = r;
-                    }
+                    let mut got = got.into_iter();
+                    let ready = asked
+                        .iter()
+                        .map(|a| got.by_ref().take(a.len()).collect())
+                        .collect();
                     return Woken { ready, next: 0 };
                 }
                 Err(e) => {
@@ -120,7 +131,7 @@ impl Sources {
     /// Hands each source in turn its readiness from `woken`, and returns the next thing one
     /// reports; `None` once every source was asked.
     pub fn next_event(&mut self, woken: &mut Woken, log: &Logger) -> Option<Event> {
-        while let Some(&ready) = woken.ready.get(woken.next) {
+        while let Some(ready) = woken.ready.get(woken.next) {
             let source = self.each().swap_remove(woken.next);
             woken.next += 1;
             if let Some(event) = source.ready(ready, Instant::now(), log) {
@@ -133,7 +144,8 @@ impl Sources {
 
 /// The readiness of every source after one wait, handed out by [`Sources::next_event`].
 pub struct Woken {
-    ready: Vec<Ready>,
+    /// Per source, in [`Sources::each`]'s order, one entry per fd it asked for.
+    ready: Vec<Vec<Ready>>,
     next: usize,
 }
 
@@ -158,8 +170,8 @@ impl Source for Signals {
         Some(Interest::read(self.fd.as_fd()))
     }
 
-    fn ready(&mut self, ready: Ready, _: Instant, log: &Logger) -> Option<Event> {
-        if !ready.read {
+    fn ready(&mut self, ready: &[Ready], _: Instant, log: &Logger) -> Option<Event> {
+        if !one(ready).read {
             return None;
         }
         // One `struct signalfd_siginfo` is 128 bytes: `ssi_signo` is its first u32, `ssi_pid`
@@ -188,8 +200,8 @@ impl Source for Watcher {
         Some(Interest::read(self.fd()))
     }
 
-    fn ready(&mut self, ready: Ready, now: Instant, log: &Logger) -> Option<Event> {
-        ready
+    fn ready(&mut self, ready: &[Ready], now: Instant, log: &Logger) -> Option<Event> {
+        one(ready)
             .read
             .then(|| self.read(now, log))
             .flatten()
@@ -202,8 +214,8 @@ impl Source for MountWatch {
         MountWatch::interest(self)
     }
 
-    fn ready(&mut self, ready: Ready, _: Instant, _: &Logger) -> Option<Event> {
-        (ready.read && MountWatch::ready(self)).then_some(Event::Mounted)
+    fn ready(&mut self, ready: &[Ready], _: Instant, _: &Logger) -> Option<Event> {
+        (one(ready).read && MountWatch::ready(self)).then_some(Event::Mounted)
     }
 }
 
@@ -212,7 +224,7 @@ impl Source for Poller {
         Poller::deadline(self)
     }
 
-    fn ready(&mut self, _: Ready, now: Instant, _: &Logger) -> Option<Event> {
+    fn ready(&mut self, _: &[Ready], now: Instant, _: &Logger) -> Option<Event> {
         self.tick(now).then_some(Event::Polled)
     }
 }
@@ -226,9 +238,9 @@ impl Source for Webhook {
         Webhook::deadline(self)
     }
 
-    fn ready(&mut self, ready: Ready, now: Instant, log: &Logger) -> Option<Event> {
-        self.advance(ready, now, log);
-        None
+    fn ready(&mut self, ready: &[Ready], now: Instant, log: &Logger) -> Option<Event> {
+        self.advance(one(ready), now, log);
+        self.take_ended().map(Event::RequestEnded)
     }
 }
 
@@ -237,7 +249,7 @@ impl Source for Settle {
         Settle::deadline(self)
     }
 
-    fn ready(&mut self, _: Ready, now: Instant, _: &Logger) -> Option<Event> {
+    fn ready(&mut self, _: &[Ready], now: Instant, _: &Logger) -> Option<Event> {
         self.take_due(now).map(Event::Settled)
     }
 }
@@ -247,24 +259,47 @@ impl Source for Retry {
         Retry::deadline(self)
     }
 
-    fn ready(&mut self, _: Ready, now: Instant, _: &Logger) -> Option<Event> {
+    fn ready(&mut self, _: &[Ready], now: Instant, _: &Logger) -> Option<Event> {
         Retry::deadline(self)
             .is_some_and(|at| at <= now)
             .then_some(Event::RetryDue)
     }
 }
 
+/// The metrics listener: its sockets are moved on by the loop, which has the metrics to
+/// answer with ([`Listener::ready`]); this only says when.
+impl Source for Listener {
+    fn interests(&self) -> Vec<Interest<'_>> {
+        Listener::interest(self)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Listener::deadline(self)
+    }
+
+    fn ready(&mut self, ready: &[Ready], now: Instant, _: &Logger) -> Option<Event> {
+        let due = Listener::deadline(self).is_some_and(|at| at <= now);
+        let any = ready.iter().any(|r| r.read || r.write);
+        (any || due).then(|| Event::Clients(ready.to_vec()))
+    }
+}
+
+/// The readiness of a source's one fd (nothing, if it asked for none).
+fn one(ready: &[Ready]) -> Ready {
+    ready.first().copied().unwrap_or_default()
+}
+
 /// A source that is configured or not (the reload URL).
 impl<S: Source> Source for Option<S> {
-    fn interest(&self) -> Option<Interest<'_>> {
-        self.as_ref()?.interest()
+    fn interests(&self) -> Vec<Interest<'_>> {
+        self.as_ref().map(S::interests).unwrap_or_default()
     }
 
     fn deadline(&self) -> Option<Instant> {
         self.as_ref()?.deadline()
     }
 
-    fn ready(&mut self, ready: Ready, now: Instant, log: &Logger) -> Option<Event> {
+    fn ready(&mut self, ready: &[Ready], now: Instant, log: &Logger) -> Option<Event> {
         self.as_mut()?.ready(ready, now, log)
     }
 }

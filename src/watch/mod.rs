@@ -97,6 +97,9 @@ pub struct Watcher {
     /// sed-shaped files created and not yet renamed away: (watch, name, created).
     sed: Vec<(i32, OsString, Instant)>,
     buf: Vec<u8>,
+    /// Events read, and read errors plus queue overflows, for the metrics.
+    pub events: u64,
+    pub errors: u64,
 }
 
 impl Watcher {
@@ -124,6 +127,8 @@ impl Watcher {
             sed: Vec::new(),
             // Room for many events per read; one event needs at most 16 + NAME_MAX + 1 bytes.
             buf: vec![0; 16 * 1024],
+            events: 0,
+            errors: 0,
         };
         w.replan(log);
         Ok(w)
@@ -245,6 +250,7 @@ impl Watcher {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    self.errors += 1;
                     log.error(
                         "reading inotify events failed",
                         &[("error", e.to_string().into())],
@@ -253,6 +259,10 @@ impl Watcher {
                 }
             };
             for event in events {
+                self.events += 1;
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    self.errors += 1;
+                }
                 let c = self.handle(
                     event.wd.get_watch_descriptor_id(),
                     event.mask,
