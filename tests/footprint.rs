@@ -113,15 +113,30 @@ fn amd64_idle_peak_resident_memory_is_the_binary_plus_at_most_128_kib() {
 /// for its image and heap, 0x7f……_…… for mmaps). Everything below this line is the guest's.
 const GUEST_TOP: u64 = 1 << 40;
 
+/// The largest page size of the six platforms (ppc64le's).
+const MAX_PAGE_KIB: u64 = 64;
+
 /// Resident KiB of the guest in qemu process `pid`: the Rss of every mapping below
 /// [`GUEST_TOP`], after checking that the guest binary's mappings are all below it and qemu's
 /// (its binary, heap and stack) all above, so a change of qemu's layout fails here loudly.
+///
+/// The binary's clean pages count once. With 64 KiB pages (ppc64le) the loader maps each
+/// segment from the 64 KiB boundary below its file offset, so neighbouring segments share
+/// their boundary page: the same page-cache page is in the Rss of two mappings. Clean image
+/// pages are capped at the file's size rounded up to 64 KiB (a no-op at 4 KiB, where nothing
+/// overlaps); dirty ones (the private copies of .data and RELRO) are each real and all count.
 fn guest_resident_kib(pid: i32, guest: &Path) -> u64 {
     let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let cap = fs::metadata(guest)
+        .expect("stat guest")
+        .len()
+        .div_ceil(MAX_PAGE_KIB * 1024)
+        * MAX_PAGE_KIB;
     let guest = guest.canonicalize().expect("canonical path");
-    let (mut total, mut image) = (0, 0);
+    let (mut other, mut image, mut image_dirty) = (0, 0, 0);
     // (start address, backed by the guest binary) of the mapping whose fields follow.
     let mut mapping = (u64::MAX, false);
+    let kib_of = |v: &str| -> u64 { v.trim().trim_end_matches("kB").trim().parse().expect("kB") };
     for line in smaps.lines() {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or("");
@@ -145,17 +160,14 @@ fn guest_resident_kib(pid: i32, guest: &Path) -> u64 {
             }
             mapping = (lo, is_image);
         } else if let Some(kib) = line.strip_prefix("Rss:") {
-            let kib: u64 = kib
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .expect("kB");
-            if mapping.0 < GUEST_TOP {
-                total += kib;
+            match mapping {
+                (_, true) => image += kib_of(kib),
+                (lo, false) if lo < GUEST_TOP => other += kib_of(kib),
+                _ => {}
             }
+        } else if let Some(kib) = line.strip_prefix("Private_Dirty:") {
             if mapping.1 {
-                image += kib;
+                image_dirty += kib_of(kib);
             }
         }
     }
@@ -164,7 +176,7 @@ fn guest_resident_kib(pid: i32, guest: &Path) -> u64 {
         "no page of {} resident in qemu {pid}'s smaps",
         guest.display()
     );
-    total
+    other + image_dirty + (image - image_dirty).min(cap)
 }
 
 /// The guest's idle resident memory under qemu against its budget, for OCI architecture `arch`.
