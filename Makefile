@@ -290,6 +290,7 @@ export CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_MUSL_LINKER ?= rust-lld
 # libunwind.a, crtbegin/crtend) scripts/musl-sysroot.sh puts in target/musl-sysroot/TRIPLE/
 # (musl from Debian's musl-dev for that architecture, libunwind built by clang from rust-src),
 # passed as -L native=: rustc finds its start files there as it would in its own sysroot.
+# An installed nightly only gets rust-src added: `rustup toolchain install` would update it.
 # +crt-static: s390x and riscv64gc default to dynamic linking; a no-op for the other two.
 # What it costs, measured from nothing on this 2-core machine while other jobs ran (load ~5):
 # the four sysroots 60 s (apt lists 5 s, the rest is clang on libunwind); the four first builds
@@ -304,14 +305,18 @@ STD_SRC_APT_PACKAGES := clang llvm
 deps-std-src:
 	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="$(STD_SRC_APT_PACKAGES)"
 	@command -v rustup >/dev/null || { echo "make: rustup is not installed; it needs rustup to install the $(STD_SRC_TOOLCHAIN) toolchain" >&2; exit 1; }
-	@if ! rustup run $(STD_SRC_TOOLCHAIN) rustc -V >/dev/null 2>&1 \
-	    || ! rustup component list --installed --toolchain $(STD_SRC_TOOLCHAIN) | grep -q '^rust-src'; then \
-	  echo "installing the $(STD_SRC_TOOLCHAIN) toolchain with rust-src"; \
-	  mkdir -p target; \
-	  rustup toolchain install $(STD_SRC_TOOLCHAIN) --profile minimal -c rust-src >/dev/null 2>target/std-src-toolchain.log \
-	    || { echo "make: cannot install the $(STD_SRC_TOOLCHAIN) toolchain (rustup toolchain install $(STD_SRC_TOOLCHAIN) --profile minimal -c rust-src failed, see target/std-src-toolchain.log)" >&2; exit 1; }; \
+	@mkdir -p target; \
+	if ! rustup run $(STD_SRC_TOOLCHAIN) rustc -V >/dev/null 2>&1; then \
+	  cmd="rustup toolchain install $(STD_SRC_TOOLCHAIN) --profile minimal -c rust-src"; \
+	elif ! rustup component list --installed --toolchain $(STD_SRC_TOOLCHAIN) | grep -q '^rust-src'; then \
+	  cmd="rustup component add rust-src --toolchain $(STD_SRC_TOOLCHAIN)"; \
+	fi; \
+	if [ -n "$${cmd:-}" ]; then \
+	  echo "$$cmd"; \
+	  $$cmd >/dev/null 2>target/std-src-toolchain.log \
+	    || { echo "make: cannot install nightly's rust-src ($$cmd failed, see target/std-src-toolchain.log)" >&2; exit 1; }; \
 	fi
-	@for t in $(STD_SRC_TARGETS); do scripts/musl-sysroot.sh $$t $(SYSROOTS)/$$t; done
+	@for t in $(STD_SRC_TARGETS); do TOOLCHAIN=$(STD_SRC_TOOLCHAIN) scripts/musl-sysroot.sh $$t $(SYSROOTS)/$$t; done
 
 .PHONY: deps-arm64 deps-qemu image-multiarch test-qemu test-arm64
 # qemu-user-static runs the foreign binaries here; buildah builds the image index; skopeo reads

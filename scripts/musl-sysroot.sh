@@ -1,5 +1,5 @@
 #!/bin/bash
-# Usage: scripts/musl-sysroot.sh TRIPLE DIR
+# Usage: [TOOLCHAIN=nightly] scripts/musl-sysroot.sh TRIPLE DIR
 #
 # What rustup's rust-std ships in lib/self-contained/ for a musl target, for a target whose
 # rust-std this machine cannot install (see the Makefile's "std from source" part): musl's
@@ -80,7 +80,7 @@ rm -rf "$dir" && mkdir -p "$dir"
 lib=$root/usr/lib/$gnu
 cp "$lib"/{crt1.o,rcrt1.o,Scrt1.o,crti.o,crtn.o,libc.a} "$dir/"
 
-src=$(rustup run nightly rustc --print sysroot)/lib/rustlib/src/rust/src/llvm-project/libunwind
+src=$(rustup run "${TOOLCHAIN:-nightly}" rustc --print sysroot)/lib/rustlib/src/rust/src/llvm-project/libunwind
 [ -d "$src" ] || { echo "musl-sysroot: no libunwind sources at $src (rust-src of nightly)" >&2; exit 1; }
 obj=$dir/obj
 mkdir -p "$obj"
