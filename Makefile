@@ -1,13 +1,16 @@
 # Build, package and test config-reloader-sidecar.
 #
-#   make          static musl release binaries for x86_64 and aarch64 (target/TRIPLE/release/config-reloader,
-#                 staged as target/dist/{amd64,arm64}/config-reloader for Dockerfile.scratch)
+#   make          static musl release binaries for the six platforms the image ships (see PLATFORM_TARGETS):
+#                 x86_64, aarch64, armv7, powerpc64le, s390x, riscv64gc, each at target/TRIPLE/release/
+#                 config-reloader, staged as target/dist/ARCH/config-reloader for Dockerfile.scratch
 #   make image    config-reloader-sidecar:latest for the host's platform, FROM scratch, and its size
-#   make image-multiarch  target/oci/config-reloader-sidecar.tar: one OCI index, linux/amd64 + linux/arm64
-#   make test-arm64       the reload and fault tests against the aarch64 binary under qemu-user
+#   make image-multiarch  target/oci/config-reloader-sidecar.tar: one OCI index, linux/amd64, arm64,
+#                 arm/v7, ppc64le, s390x, riscv64
+#   make test-qemu        every foreign binary under qemu-user: --version, start-up, one reload; the
+#                 whole reload and fault suites for arm64, s390x (big-endian) and ppc64le (64 KiB pages)
 #   make run      the image next to a demo app; edit demo/config/app.conf and watch it reload
 #   make test     everything CI checks: fmt, clippy, static binaries, images, cargo test (incl. docker e2e),
-#                 bench-smoke, test-arm64
+#                 bench-smoke, test-qemu
 #   make bench    ours vs the inotifywait | pkill shell loop, side by side (bench/results/latest.md),
 #                 with the last no_std build ("before") and, once built, tiny in their own columns
 #   make tiny     the same source with std rebuilt for size by nightly: config-reloader-sidecar:tiny
@@ -48,16 +51,23 @@ SUDO         := $(shell [ "$$(id -u)" -eq 0 ] || command -v sudo)
 
 .PHONY: all deps deps-rust deps-apt deps-go build-test-bins image run test clean restore-sysctl
 
-# Both architectures, then each binary copied to target/dist/ARCH/ under its Docker/OCI
-# architecture name, which is what Dockerfile.scratch's TARGETARCH selects.
-all: deps-rust
+# Every platform, then each binary copied to target/dist/ARCH/ under its Docker/OCI
+# architecture name, which is what Dockerfile.scratch's TARGETARCH selects. The two with
+# rustup's prebuilt std build on stable; the others build std from source (see "std from
+# source" below).
+all: deps-rust deps-std-src
 	cargo build --release --target $(TARGET) --bin config-reloader
 	cargo build --release --target $(ARM64_TARGET) --bin config-reloader
-	@install -D -m 0755 $(BIN) target/dist/amd64/config-reloader
-	@install -D -m 0755 $(ARM64_BIN) target/dist/arm64/config-reloader
-	@for b in $(BIN) $(ARM64_BIN); do ls -l $$b | awk '{print "binary: " $$NF " " $$5 " bytes"}'; done
+	@for t in $(STD_SRC_TARGETS); do \
+	  echo "cargo +$(STD_SRC_TOOLCHAIN) build --release --target $$t -Z build-std (std from source)"; \
+	  RUSTFLAGS="$(STD_SRC_RUSTFLAGS) -L native=$(CURDIR)/$(SYSROOTS)/$$t" \
+	    cargo +$(STD_SRC_TOOLCHAIN) build --quiet --release --target $$t --bin config-reloader \
+	    -Z build-std=std,panic_abort; \
+	done
+	@$(foreach t,$(PLATFORM_TARGETS),install -D -m 0755 target/$(t)/release/config-reloader target/dist/$(DIST_ARCH_$(t))/config-reloader;)
+	@for t in $(PLATFORM_TARGETS); do ls -l target/$$t/release/config-reloader | awk '{print "binary: " $$NF " " $$5 " bytes"}'; done
 
-deps: deps-rust deps-apt deps-arm64 deps-go
+deps: deps-rust deps-apt deps-arm64 deps-std-src deps-go
 
 # The Go toolchain tests/evidence.rs builds its Go app with (testkit/src/runtimes.rs runs it
 # with GOPROXY=off and GOTOOLCHAIN=local: the standard library only, nothing downloaded at
@@ -121,9 +131,9 @@ test: restore-sysctl deps
 	# Keeps the bench from rotting; its figures are reported, never asserted.
 	$(MAKE) --no-print-directory bench-smoke
 	CONFIG_RELOADER_BIN=$(CURDIR)/$(BIN) cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
-	$(MAKE) --no-print-directory test-arm64
+	$(MAKE) --no-print-directory test-qemu
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' \
-	  target/test.log target/test-arm64.log
+	  target/test.log target/test-qemu.log
 
 # tests/faults.rs lowers the global fs.inotify.max_queued_events to 16 for an instant and puts
 # it back from a guard; a run killed in that instant leaves 16 behind. Restore the kernel default.
@@ -247,12 +257,25 @@ soak: all
 	SOAK_BIN=$(CURDIR)/$(BIN) SOAK_UPDATES=$${SOAK_UPDATES:-10000} \
 	  cargo test --release -p config-reloader --test soak -- --nocapture
 
-# ---- arm64 (issue 12): a static aarch64 binary, its tests under qemu, a two-platform image ----
-#   make                  builds it next to the x86_64 one (see `all`)
-#   make image-multiarch  target/oci/config-reloader-sidecar.tar, one OCI index for both platforms
-#   make test-arm64       the reload and fault suites against it, under qemu-user
-ARM64_TARGET  := aarch64-unknown-linux-musl
-ARM64_BIN     := target/$(ARM64_TARGET)/release/config-reloader
+# ---- platforms (issues 12 and 23): six static binaries, their tests under qemu, one image index ----
+#   make                  builds every PLATFORM_TARGETS binary (see `all`)
+#   make image-multiarch  target/oci/config-reloader-sidecar.tar, one OCI index for all six platforms
+#   make test-qemu        the foreign binaries under qemu-user (see QEMU_FULL)
+# The platforms of configmap-reload and prometheus-config-reloader (amd64, arm64, arm/v7,
+# ppc64le, s390x) and of kiwigrid/k8s-sidecar (riscv64): a sidecar missing from a node's
+# platform keeps the whole pod Pending. Each Rust target's Docker/OCI architecture is its
+# target/dist/ directory name (arm/v7 is TARGETARCH arm, TARGETVARIANT v7).
+ARM64_TARGET     := aarch64-unknown-linux-musl
+ARM64_BIN        := target/$(ARM64_TARGET)/release/config-reloader
+STD_SRC_TARGETS  := armv7-unknown-linux-musleabihf powerpc64le-unknown-linux-musl \
+                    s390x-unknown-linux-musl riscv64gc-unknown-linux-musl
+PLATFORM_TARGETS := $(TARGET) $(ARM64_TARGET) $(STD_SRC_TARGETS)
+DIST_ARCH_x86_64-unknown-linux-musl       := amd64
+DIST_ARCH_aarch64-unknown-linux-musl      := arm64
+DIST_ARCH_armv7-unknown-linux-musleabihf  := arm
+DIST_ARCH_powerpc64le-unknown-linux-musl  := ppc64le
+DIST_ARCH_s390x-unknown-linux-musl        := s390x
+DIST_ARCH_riscv64gc-unknown-linux-musl    := riscv64
 # Docker/OCI name of this machine's architecture: the platform `make image` builds.
 HOST_ARCH     := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$/arm64/')
 
@@ -263,24 +286,70 @@ HOST_ARCH     := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$
 # of glibc cross toolchain used only to drive ld. Checked here with today's no_std binary and
 # with the std + inotify port. x86_64 keeps the default `cc`, so the amd64 binary links exactly
 # as before (on an aarch64 host, set CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld).
+# The std-from-source targets link with rust-lld too, so no Debian cross gcc at all.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= rust-lld
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER ?= rust-lld
+export CARGO_TARGET_POWERPC64LE_UNKNOWN_LINUX_MUSL_LINKER ?= rust-lld
+export CARGO_TARGET_S390X_UNKNOWN_LINUX_MUSL_LINKER ?= rust-lld
+export CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_MUSL_LINKER ?= rust-lld
 
-.PHONY: deps-arm64 image-multiarch test-arm64
-# qemu-user-static runs the aarch64 binary here; buildah builds the image index; skopeo reads
+# ---- std from source: armv7, powerpc64le, s390x, riscv64gc ----
+# What `rustup target add` gives, checked for each on this project's machines:
+# - x86_64, aarch64: rustup's prebuilt std (stable, deps-rust).
+# - s390x-unknown-linux-musl: none ("no prebuilt artifacts available": tier 3).
+# - armv7-unknown-linux-musleabihf, powerpc64le-unknown-linux-musl, riscv64gc-unknown-linux-musl:
+#   rustup lists a prebuilt std, but its download is refused here (HTTP 404, stable and
+#   nightly alike), and CI runs on the same kind of machine.
+# So these four build std from source with nightly (-Z build-std, as `make tiny` does for size),
+# one code path for all four rather than one that depends on what a machine can download.
+# What rustup's std would have carried in lib/self-contained/ (musl's start files and libc.a,
+# libunwind.a, crtbegin/crtend) scripts/musl-sysroot.sh puts in target/musl-sysroot/TRIPLE/
+# (musl from Debian's musl-dev for that architecture, libunwind built by clang from rust-src),
+# passed as -L native=: rustc finds its start files there as it would in its own sysroot.
+# An installed nightly only gets rust-src added: `rustup toolchain install` would update it.
+# +crt-static: s390x and riscv64gc default to dynamic linking; a no-op for the other two.
+# What it costs, measured from nothing on this 2-core machine while other jobs ran (load ~5):
+# the four sysroots 60 s (apt lists 5 s, the rest is clang on libunwind); the four first builds
+# 479 s together (std and the crate; s390x alone took 60 s on a quieter machine); afterwards std
+# is reused, and a change to the crate rebuilds only it (~2 min for all six).
+STD_SRC_TOOLCHAIN := nightly
+STD_SRC_RUSTFLAGS := -Ctarget-feature=+crt-static
+SYSROOTS          := target/musl-sysroot
+# clang compiles libunwind for the four (one compiler for every architecture); llvm has llvm-ar.
+STD_SRC_APT_PACKAGES := clang llvm
+.PHONY: deps-std-src
+deps-std-src:
+	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="$(STD_SRC_APT_PACKAGES)"
+	@command -v rustup >/dev/null || { echo "make: rustup is not installed; it needs rustup to install the $(STD_SRC_TOOLCHAIN) toolchain" >&2; exit 1; }
+	@mkdir -p target; \
+	if ! rustup run $(STD_SRC_TOOLCHAIN) rustc -V >/dev/null 2>&1; then \
+	  cmd="rustup toolchain install $(STD_SRC_TOOLCHAIN) --profile minimal -c rust-src"; \
+	elif ! rustup component list --installed --toolchain $(STD_SRC_TOOLCHAIN) | grep -q '^rust-src'; then \
+	  cmd="rustup component add rust-src --toolchain $(STD_SRC_TOOLCHAIN)"; \
+	fi; \
+	if [ -n "$${cmd:-}" ]; then \
+	  echo "$$cmd"; \
+	  $$cmd >/dev/null 2>target/std-src-toolchain.log \
+	    || { echo "make: cannot install nightly's rust-src ($$cmd failed, see target/std-src-toolchain.log)" >&2; exit 1; }; \
+	fi
+	@for t in $(STD_SRC_TARGETS); do TOOLCHAIN=$(STD_SRC_TOOLCHAIN) scripts/musl-sysroot.sh $$t $(SYSROOTS)/$$t; done
+
+.PHONY: deps-arm64 deps-qemu image-multiarch test-qemu test-arm64
+# qemu-user-static runs the foreign binaries here; buildah builds the image index; skopeo reads
 # it back (tests) and publishes it (README).
 ARM64_APT_PACKAGES := qemu-user-static buildah skopeo
-deps-arm64:
+deps-arm64 deps-qemu:
 	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES="$(ARM64_APT_PACKAGES)"
 
-# One image reference, two platforms: buildah builds Dockerfile.scratch once per platform
-# (setting TARGETARCH as buildx would) into a manifest list, then writes it as an OCI layout
-# archive whose index.json points at one image index. One platform at a time, so the index
-# always lists them in this order (`--platform a,b` builds them concurrently). The storage
-# lives under target/ and is thrown away each time, so a run never appends to the list of an
-# earlier one. --timestamp (the last commit's time) makes the digests depend only on the
+# One image reference, six platforms: buildah builds Dockerfile.scratch once per platform
+# (setting TARGETARCH and TARGETVARIANT as buildx would) into a manifest list, then writes it
+# as an OCI layout archive whose index.json points at one image index. One platform at a time,
+# so the index always lists them in this order (`--platform a,b` builds them concurrently). The
+# storage lives under target/ and is thrown away each time, so a run never appends to the list
+# of an earlier one. --timestamp (the last commit's time) makes the digests depend only on the
 # binaries. Runs as root, as `make test` does (buildah rootless needs subuids set up).
 OCI_ARCHIVE   := target/oci/config-reloader-sidecar.tar
-PLATFORMS     := linux/amd64 linux/arm64
+PLATFORMS     := linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64
 BUILDAH_STORE := target/oci/buildah
 BUILDAH       := buildah --root $(CURDIR)/$(BUILDAH_STORE)/root \
                  --runroot $(CURDIR)/$(BUILDAH_STORE)/run --storage-driver vfs
@@ -300,24 +369,47 @@ image-multiarch: deps-arm64 all
 	  $$(skopeo inspect --raw oci-archive:$(OCI_ARCHIVE) \
 	     | grep -o '"architecture":"[a-z0-9]*"' | cut -d'"' -f4 | paste -sd+)
 
-# The tests run $CONFIG_RELOADER_BIN, so a two-line wrapper puts qemu in front of the aarch64
+# The tests run $CONFIG_RELOADER_BIN, so a two-line wrapper puts qemu in front of a foreign
 # binary: same pid (exec), arguments and environment. The reloader's inotify, signalfd, ppoll,
 # pidfds and /proc scan all go through qemu's syscall translation; the apps it signals
-# (sigrecord, Debian programs) stay native, as the rest of an arm64 pod is native to it.
+# (sigrecord, Debian programs) stay native, as the rest of a pod is native to it.
+# Every foreign binary gets --version, start-up to `watching` and one reload of a host process
+# from tests/platforms.rs (part of the workspace run of `make test`, which builds nothing here).
+# The whole reload and fault suites run for QEMU_FULL, the three that differ from amd64 where
+# it matters to the parsing: arm64, s390x (big-endian: inotify events, signalfd records and
+# statfs are read in its byte order) and ppc64le run with 64 KiB pages (qemu -p 65536, the page
+# size of RHEL's and OpenShift's ppc64le kernels: what the guest's getpagesize() and mmap see).
+# armv7 and riscv64 are little-endian with 4 KiB pages like amd64; their smoke test covers them
+# (both passed the two suites too when run by hand). Measured: 85 s for the three (arm64 28 s,
+# s390x 26 s, ppc64le 27 s), of which arm64's was already in `make test`.
 # Skipped here (each still runs natively in `make test`), and why:
 # - sigusr1_and_realtime_signals_are_sent_as_configured: qemu-user 7.2 moves guest real-time
 #   signals up by two on the host (the host's glibc keeps the first two for itself), so the
-#   SIGRTMIN+2 (36) the aarch64 binary sends reaches a native app as 38. An arm64 kernel
+#   SIGRTMIN+2 (36) the foreign binary sends reaches a native app as 38. A real kernel
 #   delivers 36: only the emulation is wrong.
-QEMU_RELOADER := target/qemu/config-reloader
-ARM64_SUITES  := reload faults
-ARM64_SKIP    := sigusr1_and_realtime_signals_are_sent_as_configured
-test-arm64: deps-arm64 all
+QEMU_DIR   := target/qemu
+QEMU_FULL  := $(ARM64_TARGET) s390x-unknown-linux-musl powerpc64le-unknown-linux-musl
+QEMU_aarch64-unknown-linux-musl     := qemu-aarch64-static
+QEMU_s390x-unknown-linux-musl       := qemu-s390x-static
+QEMU_powerpc64le-unknown-linux-musl := qemu-ppc64le-static -p 65536
+QEMU_SUITES := reload faults
+QEMU_SKIP   := sigusr1_and_realtime_signals_are_sent_as_configured
+test-qemu: deps-qemu all
 	cargo build --quiet -p testkit --bin sigrecord
-	@mkdir -p $(dir $(QEMU_RELOADER))
-	@printf '#!/bin/sh\n# Written by make test-arm64.\nexec qemu-aarch64-static %s "$$@"\n' \
-	  '$(CURDIR)/$(ARM64_BIN)' >$(QEMU_RELOADER)
-	@chmod +x $(QEMU_RELOADER)
-	CONFIG_RELOADER_BIN=$(CURDIR)/$(QEMU_RELOADER) cargo test -p config-reloader --no-fail-fast \
-	  $(addprefix --test ,$(ARM64_SUITES)) -- $(addprefix --skip ,$(ARM64_SKIP)) \
-	  2>&1 | tee target/test-arm64.log
+	@rm -f target/test-qemu.log
+	@$(foreach t,$(QEMU_FULL),mkdir -p $(QEMU_DIR)/$(t); \
+	  printf '#!/bin/sh\n# Written by make test-qemu.\nexec %s %s "$$@"\n' \
+	    '$(QEMU_$(t))' '$(CURDIR)/target/$(t)/release/config-reloader' >$(QEMU_DIR)/$(t)/config-reloader; \
+	  chmod +x $(QEMU_DIR)/$(t)/config-reloader;)
+	@for t in $(QEMU_FULL); do \
+	  q=$$(sed -n 's/^exec \([^/]*\) \/.*/\1/p' $(QEMU_DIR)/$$t/config-reloader); \
+	  echo "== $$t under $$q: $(QEMU_SUITES)" | tee -a target/test-qemu.log; \
+	  start=$$(date +%s); \
+	  CONFIG_RELOADER_BIN=$(CURDIR)/$(QEMU_DIR)/$$t/config-reloader cargo test -p config-reloader --no-fail-fast \
+	    $(addprefix --test ,$(QEMU_SUITES)) -- $(addprefix --skip ,$(QEMU_SKIP)) \
+	    2>&1 | tee -a target/test-qemu.log || status=1; \
+	  echo "== $$t: $$(( $$(date +%s) - start )) s" | tee -a target/test-qemu.log; \
+	done; exit $${status:-0}
+
+# The name issue 12 gave it.
+test-arm64: test-qemu

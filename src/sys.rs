@@ -209,7 +209,9 @@ pub fn ppoll(fds: &[Interest<'_>], timeout: Option<Duration>) -> io::Result<Vec<
         .collect();
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(i32::MAX as u64) as _,
-        tv_nsec: d.subsec_nanos().into(),
+        // Below 10^9, so it fits c_long everywhere; `.into()` did not build where c_long is
+        // i32 (armv7).
+        tv_nsec: d.subsec_nanos() as _,
     });
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
     // SAFETY: pfds is a live array of pfds.len() pollfds; ts_ptr is null or a live timespec;

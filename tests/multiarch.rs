@@ -1,17 +1,19 @@
-//! arm64 (issue 12): the two-platform image.
+//! The six-platform image (issues 12 and 23).
 //!
 //! `make image-multiarch` writes `target/oci/config-reloader-sidecar.tar`, an OCI layout whose
-//! `index.json` names one image index with a linux/amd64 and a linux/arm64 image. These tests
-//! read it as a registry client would (skopeo, then the blobs themselves, each checked against
-//! its digest), look inside each layer at the ELF header of the binary (and its size: 640 KiB
-//! per architecture, issue 10), and run the arm64 one under qemu-user.
+//! `index.json` names one image index with a linux/amd64, arm64, arm/v7, ppc64le, s390x and
+//! riscv64 image (`testkit::platforms`). These tests read it as a registry client would
+//! (skopeo, then the blobs themselves, each checked against its digest), look inside each layer
+//! at the ELF header of the binary (and its size: 640 KiB per architecture, issue 10), and run
+//! each foreign one under qemu-user.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use testkit::reloader::{path_str, release_binary};
+use testkit::platforms::{Platform, PLATFORMS};
+use testkit::reloader::{command, path_str};
 use testkit::TempDir;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -19,12 +21,6 @@ use yaml_rust2::{Yaml, YamlLoader};
 const ARCHIVE: &str = "target/oci/config-reloader-sidecar.tar";
 /// Binary and image (per platform) size budget, issue 10.
 const SIZE_BUDGET: u64 = 640 * 1024;
-
-/// The two platforms: OCI architecture, Rust target, ELF e_machine (elf.h).
-const PLATFORMS: [(&str, &str, u16); 2] = [
-    ("amd64", "x86_64-unknown-linux-musl", 62),   // EM_X86_64
-    ("arm64", "aarch64-unknown-linux-musl", 183), // EM_AARCH64
-];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,7 +31,7 @@ fn root() -> &'static Path {
 fn run(program: &str, args: &[&str]) -> Vec<u8> {
     let package = match program {
         "skopeo" => "skopeo",
-        "qemu-aarch64-static" => "qemu-user-static",
+        p if p.starts_with("qemu-") => "qemu-user-static",
         _ => "coreutils/tar",
     };
     let out = Command::new(program)
@@ -163,27 +159,29 @@ impl Layout {
     }
 }
 
-/// The index's manifests, checked to be exactly linux/amd64 then linux/arm64.
+/// The index's manifests, checked to be exactly [`PLATFORMS`], in their order.
 fn platforms(index: &Yaml) -> &[Yaml] {
     assert_eq!(
         str_of(&index["mediaType"]),
         "application/vnd.oci.image.index.v1+json"
     );
     let manifests = index["manifests"].as_vec().expect("manifests");
-    let seen: Vec<(&str, &str)> = manifests
+    let seen: Vec<(&str, &str, Option<&str>)> = manifests
         .iter()
         .map(|m| {
+            let p = &m["platform"];
             (
-                str_of(&m["platform"]["os"]),
-                str_of(&m["platform"]["architecture"]),
+                str_of(&p["os"]),
+                str_of(&p["architecture"]),
+                p["variant"].as_str(),
             )
         })
         .collect();
-    assert_eq!(
-        seen,
-        [("linux", "amd64"), ("linux", "arm64")],
-        "the index's platforms"
-    );
+    let want: Vec<(&str, &str, Option<&str>)> = PLATFORMS
+        .iter()
+        .map(|p| ("linux", p.arch, p.variant))
+        .collect();
+    assert_eq!(seen, want, "the index's platforms");
     manifests
 }
 
@@ -200,25 +198,43 @@ fn str_of(y: &Yaml) -> &str {
         .unwrap_or_else(|| panic!("expected a string, got {y:?}"))
 }
 
-/// (e_machine, has PT_INTERP) of a 64-bit little-endian ELF file, read from its headers
-/// (elf(5)): e_machine at 18, e_phoff at 32, e_phentsize at 54, e_phnum at 56.
-fn elf(bytes: &[u8]) -> (u16, bool) {
+/// (e_machine, has PT_INTERP) of an ELF file built for `p`, read from its headers (elf(5)) in
+/// the class and byte order `p` has: e_machine at 18; e_phoff at 32 (64-bit) or 28 (32-bit);
+/// e_phentsize and e_phnum at 54/56 or 42/44.
+fn elf(bytes: &[u8], p: &Platform) -> (u16, bool) {
     assert!(
         bytes.len() >= 64 && bytes.starts_with(b"\x7fELF"),
         "not an ELF file"
     );
-    assert_eq!((bytes[4], bytes[5]), (2, 1), "not ELFCLASS64 / ELFDATA2LSB");
-    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
-    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-    let phoff = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")) as usize;
-    let (phentsize, phnum) = (u16_at(54) as usize, u16_at(56) as usize);
+    let class = if p.class64 { 2 } else { 1 };
+    let data = if p.big_endian { 2 } else { 1 };
+    assert_eq!(
+        (bytes[4], bytes[5]),
+        (class, data),
+        "{}: ELF class / byte order",
+        p.arch
+    );
+    let word = |o: usize, n: usize| -> u64 {
+        let b = &bytes[o..o + n];
+        let fold = |acc: u64, x: &u8| acc << 8 | u64::from(*x);
+        if p.big_endian {
+            b.iter().fold(0, fold)
+        } else {
+            b.iter().rev().fold(0, fold)
+        }
+    };
+    let (phoff, phentsize, phnum) = if p.class64 {
+        (word(32, 8), word(54, 2), word(56, 2))
+    } else {
+        (word(28, 4), word(42, 2), word(44, 2))
+    };
     // PT_INTERP = 3: a dynamic loader is needed, which a FROM scratch image does not have.
-    let interp = (0..phnum).any(|i| u32_at(phoff + i * phentsize) == 3);
-    (u16_at(18), interp)
+    let interp = (0..phnum).any(|i| word((phoff + i * phentsize) as usize, 4) == 3);
+    (word(18, 2) as u16, interp)
 }
 
 #[test]
-fn archive_is_one_index_of_a_linux_amd64_and_a_linux_arm64_image() {
+fn archive_is_one_index_of_the_six_linux_platforms() {
     let layout = Layout::open();
     let (index, raw) = layout.image_index();
     platforms(&index);
@@ -231,7 +247,7 @@ fn archive_is_one_index_of_a_linux_amd64_and_a_linux_arm64_image() {
         "skopeo sees another index"
     );
     // The README's publish command, `skopeo copy --all`, to a local OCI layout instead of a
-    // registry (none is reachable here): both platforms arrive, under the same index digest.
+    // registry (none is reachable here): every platform arrives, under the same index digest.
     let copy = TempDir::new("oci-copy").expect("temp dir");
     let dest = format!("oci:{}:copied", copy.path().display());
     run("skopeo", &["copy", "--quiet", "--all", &archive, &dest]);
@@ -244,7 +260,11 @@ fn archive_is_one_index_of_a_linux_amd64_and_a_linux_arm64_image() {
     let blobs = fs::read_dir(copy.join("blobs/sha256"))
         .expect("copied blobs")
         .count();
-    assert_eq!(blobs, 7, "index + 2 × (manifest, config, layer)");
+    assert_eq!(
+        blobs,
+        1 + 3 * PLATFORMS.len(),
+        "index + 6 × (manifest, config, layer)"
+    );
 }
 
 #[test]
@@ -252,11 +272,16 @@ fn each_image_is_scratch_nonroot_same_labels_and_holds_its_own_static_binary() {
     let layout = Layout::open();
     let (index, _) = layout.image_index();
     let mut labels = Vec::new();
-    for ((arch, triple, machine), d) in PLATFORMS.iter().zip(platforms(&index)) {
+    for (p, d) in PLATFORMS.iter().zip(platforms(&index)) {
+        let arch = p.arch;
         let (config, file, bin) = layout.image(d);
         assert_eq!(
-            (str_of(&config["os"]), str_of(&config["architecture"])),
-            ("linux", *arch)
+            (
+                str_of(&config["os"]),
+                str_of(&config["architecture"]),
+                config["variant"].as_str()
+            ),
+            ("linux", arch, p.variant)
         );
         let c = &config["config"];
         assert_eq!(str_of(&c["User"]), "65534:65534", "{arch} runs as nobody");
@@ -268,9 +293,9 @@ fn each_image_is_scratch_nonroot_same_labels_and_holds_its_own_static_binary() {
             file, "config-reloader",
             "{arch}: the binary at /config-reloader and nothing else"
         );
-        let (e_machine, interp) = elf(&bin);
+        let (e_machine, interp) = elf(&bin, p);
         assert_eq!(
-            e_machine, *machine,
+            e_machine, p.machine,
             "{arch} image holds an ELF for machine {e_machine}"
         );
         assert!(!interp, "{arch} binary wants a dynamic loader (PT_INTERP)");
@@ -279,7 +304,7 @@ fn each_image_is_scratch_nonroot_same_labels_and_holds_its_own_static_binary() {
             "{arch} binary is {} bytes, over 640 KiB",
             bin.len()
         );
-        let built = release_binary(triple);
+        let built = p.binary();
         assert!(
             fs::read(&built).expect("read binary") == bin,
             "{arch} image does not hold {}: run `make image-multiarch`",
@@ -301,7 +326,10 @@ fn each_image_is_scratch_nonroot_same_labels_and_holds_its_own_static_binary() {
         );
         labels.push(l.clone());
     }
-    assert_eq!(labels[0], labels[1], "both platforms carry the same labels");
+    assert!(
+        labels.iter().all(|l| *l == labels[0]),
+        "every platform carries the same labels: {labels:?}"
+    );
     assert_eq!(
         labels[0].as_hash().map(|h| h.len()),
         Some(5),
@@ -311,16 +339,27 @@ fn each_image_is_scratch_nonroot_same_labels_and_holds_its_own_static_binary() {
 }
 
 #[test]
-fn the_arm64_image_binary_prints_its_version_under_qemu() {
+fn each_foreign_image_binary_prints_its_version_under_qemu() {
     let layout = Layout::open();
     let (index, _) = layout.image_index();
-    let (_, _, bin) = layout.image(&platforms(&index)[1]);
-    let path = layout.dir.join("config-reloader-arm64");
-    fs::write(&path, bin).expect("write binary");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let out = run("qemu-aarch64-static", &[path_str(&path), "--version"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out).trim(),
-        concat!("config-reloader ", env!("CARGO_PKG_VERSION"))
-    );
+    for (p, d) in PLATFORMS.iter().zip(platforms(&index)) {
+        if p.qemu.is_none() {
+            continue;
+        }
+        let (_, _, bin) = layout.image(d);
+        let path = layout.dir.join(format!("config-reloader-{}", p.arch));
+        fs::write(&path, bin).expect("write binary");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let (qemu, mut args) = p.runner(&path);
+        args.push("--version".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = command(&qemu, &[], &args).output().expect("run qemu");
+        assert!(out.status.success(), "{}: {out:?}", p.arch);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            concat!("config-reloader ", env!("CARGO_PKG_VERSION")),
+            "{}",
+            p.arch
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! - [`fuse`]: a bindfs (FUSE) view of a directory, whose outside writes inotify cannot see.
 //! - [`kubelet`]: a writer that updates a directory exactly like the kubelet's atomic writer
 //!   (same syscalls, same order), see `docs/kubelet-volumes.md`.
+//! - [`platforms`]: the six platforms `make` builds, how each binary runs here (qemu-user).
 //! - [`recorder`]: spawns the `sigrecord` binary, the stand-in for the application, and reads
 //!   back the signals it received and the content it saw.
 //! - [`reloader`]: runs the real `config-reloader` binary and reads its log lines.
@@ -16,6 +17,7 @@ pub mod apps;
 pub mod fuse;
 pub mod kubelet;
 mod names;
+pub mod platforms;
 pub mod recorder;
 pub mod reloader;
 pub mod runtimes;
