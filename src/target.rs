@@ -368,8 +368,15 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let found = scan(b"sleep").unwrap();
         let pid = child.id() as i32;
+        // spawn returns once the child released our memory (vfork), which exec does before it
+        // renames the task: until then its comm is still ours.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while fs::read(format!("/proc/{pid}/comm")).unwrap() != b"sleep\n" {
+            assert!(std::time::Instant::now() < deadline, "sleep never exec'd");
+            std::thread::yield_now();
+        }
+        let found = scan(b"sleep").unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(found.iter().any(|p| p.pid.get() == pid), "{found:?}");
