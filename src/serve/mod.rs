@@ -97,7 +97,7 @@ pub fn serve(cfg: &Config) -> ExitCode {
             inotify: watcher,
             poll,
             request,
-            settle: Settle::new(cfg.debounce, cfg.max_delay),
+            settle: Settle::new(cfg.debounce, cfg.max_delay, cfg.min_interval),
             retry: Retry::default(),
         },
         reloads,
@@ -158,6 +158,7 @@ impl Daemon<'_> {
             ("targets", targets.into()),
             ("debounce_ms", cfg.debounce.into()),
             ("max_delay_ms", cfg.max_delay.into()),
+            ("min_interval_ms", cfg.min_interval.into()),
         ];
         if let Some(w) = &self.sources.request {
             fields.push(("webhook", w.shown().into()));
@@ -197,7 +198,10 @@ impl Daemon<'_> {
             // The app is shutting down: a reload now would only race its exit.
             _ if self.stopping => None,
             Event::Changed(change) => {
-                self.sources.settle.note(now);
+                match change.at_once() {
+                    true => self.sources.settle.note_at_once(now),
+                    false => self.sources.settle.note(now),
+                }
                 let shown = change.as_str().into();
                 self.log.debug("possible change", &[("change", shown)]);
                 if matches!(change, Change::Rearmed | Change::DirGone)
@@ -217,18 +221,28 @@ impl Daemon<'_> {
                 self.log.debug("possible change", &[("change", shown)]);
                 None
             }
-            Event::Settled(first) => {
+            Event::Settled(due) => {
                 let s = &mut self.sources;
                 let child = self.child.map(|c| c.pid);
                 let signalled = self.reloads.settled(
                     self.cfg,
-                    first,
+                    due.first,
                     child,
                     &mut s.inotify,
                     &mut s.settle,
                     &self.log,
                 );
                 if let Some(done) = signalled {
+                    s.settle.reloaded(&due, done.at);
+                    if due.paced {
+                        self.log.info(
+                            "coalesced changes into one reload",
+                            &[
+                                ("changes", u64::from(due.changes).into()),
+                                ("min_interval", log::seconds(self.cfg.min_interval).into()),
+                            ],
+                        );
+                    }
                     s.retry.replace(done.refused, done.at, self.cfg);
                     if let Some(w) = &mut s.request {
                         w.request(Instant::now(), &self.log);

@@ -11,6 +11,9 @@ use crate::names;
 pub enum Change {
     /// `..data` was replaced: a kubelet atomic update was committed.
     KubeletCommit,
+    /// A visible link of a kubelet volume appeared or went: the update's links after its
+    /// commit (a volume is a directory holding `..data`).
+    KubeletLinked,
     /// A file was written and closed.
     Written,
     /// A file was written or truncated (it may still be open).
@@ -36,6 +39,7 @@ impl Change {
     pub fn as_str(self) -> &'static str {
         match self {
             Change::KubeletCommit => "kubelet-update",
+            Change::KubeletLinked => "kubelet-link",
             Change::Written => "written",
             Change::Modified => "modified",
             Change::Created => "created",
@@ -46,6 +50,28 @@ impl Change {
             Change::Rearmed => "rearmed",
             Change::Overflow => "queue-overflow",
         }
+    }
+}
+
+impl Change {
+    /// Written by the kubelet's atomic writer, whose update is complete once the volume's
+    /// links match `..data`: due at once, no debounce.
+    pub fn at_once(self) -> bool {
+        matches!(self, Change::KubeletCommit | Change::KubeletLinked)
+    }
+
+    /// Of two reasons seen in one read, the one to report: a plain change wins, since it
+    /// still has to settle.
+    pub fn or(this: Option<Change>, other: Option<Change>) -> Option<Change> {
+        match (this, other) {
+            (Some(a), Some(b)) if a.at_once() && !b.at_once() => Some(b),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Created, removed or renamed in: what the kubelet does to a volume's visible links.
+    pub fn may_be_link(self) -> bool {
+        matches!(self, Change::Created | Change::Removed | Change::Renamed)
     }
 }
 
