@@ -28,6 +28,7 @@ mod limits;
 mod log;
 mod mounts;
 mod names;
+mod pidfile;
 mod poll;
 mod reload;
 mod retry;

@@ -12,6 +12,7 @@ use crate::fingerprint::{self, Cut, Fingerprint, Report};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
+use crate::pidfile;
 use crate::retry::{self, Outcome};
 use crate::settle::Settle;
 use crate::sys::Pid;
@@ -167,6 +168,9 @@ fn report_unwatched(u: &Unwatched, watched: usize, log: &Logger) {
 /// with how it would take the signal: those named PROCESS_NAME (within the tree of `child`,
 /// the app we run, if any), else `child` itself. Logs when there is none.
 pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, Verdict)> {
+    if let Some(path) = &cfg.pid_file {
+        return judged(cfg, from_pid_file(path, cfg, child, log));
+    }
     let found = match (&cfg.process_name, child) {
         (Some(name), _) => match target::scan(name) {
             Ok(found) => found
@@ -189,7 +193,48 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
     if chosen.is_empty() {
         log.warn(&format!("no process named {}", cfg.name()), &[("hint", "it gets the next change after it starts; check PROCESS_NAME and that the pod shares its PID namespace".into())]);
     }
-    // A process that exits while we look is skipped.
+    judged(cfg, chosen)
+}
+
+/// With RELOAD_PID_FILE: the process it names, read now (within the tree of `child`, if any),
+/// or nobody, with the line saying why.
+fn from_pid_file(
+    path: &std::path::Path,
+    cfg: &Config,
+    child: Option<Pid>,
+    log: &Logger,
+) -> Vec<Process> {
+    match pidfile::target(path, cfg.process_name.as_deref()) {
+        Ok(p) if child.is_none_or(|c| target::descends_from(&p, c)) => vec![p],
+        Ok(p) => {
+            log.warn(
+                "refusing to signal: the pid file names a process outside the app's tree",
+                &[
+                    ("pid_file", path.into()),
+                    ("pid", p.pid.get().into()),
+                    (
+                        "hint",
+                        "with -- APP the pid file must name the app or one of its descendants"
+                            .into(),
+                    ),
+                ],
+            );
+            Vec::new()
+        }
+        Err(problem) => {
+            let mut fields = vec![("pid_file", path.into())];
+            if let Some(pid) = problem.pid {
+                fields.push(("pid", pid.into()));
+            }
+            fields.push(("hint", problem.hint.into()));
+            log.warn(&problem.line, &fields);
+            Vec::new()
+        }
+    }
+}
+
+/// Each process with how it would take the signal; one that exits while we look is skipped.
+fn judged(cfg: &Config, chosen: Vec<Process>) -> Vec<(Process, Verdict)> {
     chosen
         .into_iter()
         .filter_map(|p| {

@@ -248,6 +248,11 @@ pub fn pin(p: &Process) -> io::Result<Recipient> {
     Ok(Recipient { pid: p.pid, pidfd })
 }
 
+/// Whether `pid` is named `wanted` now, as a scan would match it.
+pub fn is_named(pid: Pid, wanted: &[u8]) -> bool {
+    comm(pid).is_some_and(|c| name_matches(wanted, &c, || argv0(pid)))
+}
+
 fn argv0(pid: Pid) -> Option<Vec<u8>> {
     let mut buf = sys::read_small(&format!("/proc/{}/cmdline", pid.get())).ok()?;
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
