@@ -52,7 +52,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(Some("PROCESS_NAME"), "--process-name", Some("NAME"), None, "exact process name to signal: /proc/PID/comm, or argv[0]'s basename for names over 15 bytes (mandatory unless RELOAD_WEBHOOK_URL or -- APP is given)"),
     setting(Some("RELOAD_PID_FILE"), "--pid-file", Some("FILE"), None, "signal the process whose pid this file holds, read afresh at every reload (e.g. nginx's pid file on a shared emptyDir); refused when the file is older than that process (a recycled pid); with PROCESS_NAME, both must agree"),
     setting(Some("RELOAD_SIGNAL"), "--signal", Some("SIGNAL"), Some("SIGHUP"), "signal to send: SIGHUP, HUP, hup, 1, SIGUSR1, SIGRTMIN+2, ..."),
-    setting(Some("RELOAD_DEBOUNCE"), "--debounce", Some("DURATION"), Some("100ms"), "quiet time after the last change before signalling: 0, 250ms, 2s"),
+    setting(Some("RELOAD_DEBOUNCE"), "--debounce", Some("DURATION"), Some("100ms"), "quiet time after the last change in a plain directory before signalling (a kubelet update goes at its commit): 0, 250ms, 2s"),
     setting(Some("RELOAD_MAX_DELAY"), "--max-delay", Some("DURATION"), Some("2s"), "longest wait during a never-ending stream of changes"),
     setting(Some("RELOAD_MIN_INTERVAL"), "--min-interval", Some("DURATION"), Some("1s"), "at most one reload per interval: what changes within it after a reload is reloaded once at its end, with the latest content; an update after a quiet interval goes at once; 0: off"),
     setting(Some("RELOAD_TARGETS"), "--targets", Some("roots|all"), Some("roots"), "roots: matches whose parent does not match (nginx master, not workers); all: every match"),
