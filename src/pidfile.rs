@@ -16,9 +16,6 @@ use std::time::{Duration, SystemTime};
 use crate::sys::Pid;
 use crate::target::{self, Process};
 
-/// USER_HZ, the unit of `/proc/PID/stat`'s start time: 100 on every architecture we ship
-/// (x86_64, aarch64); `sysconf(_SC_CLK_TCK)` returns this constant of the kernel's ABI.
-const USER_HZ: u64 = 100;
 /// How much earlier than the process's start its file's mtime may look and still be its own:
 /// the start time is cut to a tick, `/proc/uptime` to 10 ms, and file timestamps come from the
 /// coarse clock (a jiffy, up to 10 ms behind).
@@ -128,16 +125,9 @@ pub fn target(path: &Path, name: Option<&[u8]>) -> Result<Process, Problem> {
 /// The wall-clock instant a process started, from its start time in ticks since boot and the
 /// time since boot now (`/proc/uptime`, in the same boot clock).
 fn started_at(ticks: u64) -> Option<SystemTime> {
-    let uptime = sys_uptime()?;
-    let boot = SystemTime::now().checked_sub(uptime)?;
-    let since_boot = Duration::from_millis(ticks.saturating_mul(1000) / USER_HZ);
+    let boot = SystemTime::now().checked_sub(target::since_boot()?)?;
+    let since_boot = Duration::from_millis(ticks.saturating_mul(1000) / target::USER_HZ);
     boot.checked_add(since_boot)
-}
-
-fn sys_uptime() -> Option<Duration> {
-    let text = fs::read_to_string("/proc/uptime").ok()?;
-    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
-    Duration::try_from_secs_f64(secs).ok()
 }
 
 #[cfg(test)]

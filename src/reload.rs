@@ -14,7 +14,7 @@ use crate::log::Logger;
 use crate::mounts;
 use crate::pidfile;
 use crate::retry::{self, Outcome};
-use crate::settle::Settle;
+use crate::settle::{Due, Settle};
 use crate::sys::Pid;
 use crate::target::{self, Process};
 use crate::verdict::{self, Verdict};
@@ -88,14 +88,13 @@ impl Reloads {
         report
     }
 
-    /// A settle that opened at `first` is due: hold it while an update is still being written,
-    /// else fingerprint and, if the content changed, signal the targets (`child`: the app we
-    /// run, if any). `Some` when the content changed: the caller hands the refusals to its
+    /// A settle is `due`: hold it while an update is still being written, else fingerprint
+    /// and, if the content changed, signal the targets (`child`: the app we run, if any). `Some` when the content changed: the caller hands the refusals to its
     /// `Retry`, then sends the reload request.
     pub fn settled(
         &mut self,
         cfg: &Config,
-        first: Instant,
+        due: &Due,
         child: Option<Pid>,
         watcher: &mut Watcher,
         settle: &mut Settle,
@@ -104,7 +103,7 @@ impl Reloads {
         let now = Instant::now();
         if let Some(until) = watcher.sed_hold(now, cfg.max_delay) {
             log.debug("a sed temp file is not renamed yet; waiting", &[]);
-            settle.hold(first, until);
+            settle.hold(due.first, until);
             return None;
         }
         let report = self.walk(cfg, watcher, log);
@@ -123,19 +122,19 @@ impl Reloads {
             Ok(fp) => fp,
         };
         if let Some(vol) = report.incomplete {
-            let until = first + cfg.max_delay;
+            let until = due.first + cfg.max_delay;
             if now < until {
                 log.debug(
                     "kubelet update not complete: visible links do not match ..data yet; waiting",
                     &[("dir", vol.as_path().into())],
                 );
-                settle.hold(first, until);
+                settle.hold(due.first, until);
                 return None;
             }
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
         self.last = Some(fp);
-        let refused = signal_all(cfg, child, log, now);
+        let refused = signal_all(cfg, child, log, now, due.latest);
         Some(Signalled { refused, at: now })
     }
 }
@@ -247,12 +246,21 @@ fn judged(cfg: &Config, chosen: Vec<Process>) -> Vec<(Process, Verdict)> {
 }
 
 /// Signals every target that can take the signal; `started` is when the settle fired. Returns
-/// the refused targets that waiting may lift.
-fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) -> Vec<Process> {
+/// the refused targets that waiting may lift: those running at the `latest` change (one that
+/// started after it read the new content, and needs no signal once its handler is in place).
+fn signal_all(
+    cfg: &Config,
+    child: Option<Pid>,
+    log: &Logger,
+    started: Instant,
+    latest: Instant,
+) -> Vec<Process> {
     let mut refused = Vec::new();
     for (p, verdict) in targets(cfg, child, log) {
         if retry::deliver(cfg, log, &p, &verdict, started, 1) == Outcome::Refused {
-            let again = verdict.handling.retried() && !cfg.retry_for.is_zero();
+            let again = verdict.handling.retried()
+                && !cfg.retry_for.is_zero()
+                && target::started_by(&p, latest);
             retry::refuse(cfg, log, &p, &verdict, again);
             if again {
                 refused.push(p);

@@ -31,6 +31,8 @@ pub struct Pacing {
 pub struct Due {
     /// When the window opened; for a window the interval held, when the interval ended.
     pub first: Instant,
+    /// The last possible change noted in it: a process started after it read the content.
+    pub latest: Instant,
     /// Possible changes noted in it.
     pub changes: u32,
     /// Held by the interval: without it, this would have been due sooner.
@@ -62,6 +64,8 @@ struct Window {
     at_once: Option<Instant>,
     /// While held: due at this instant at the latest.
     until: Option<Instant>,
+    /// The last possible change noted.
+    latest: Instant,
     /// Possible changes noted.
     changes: u32,
     /// The interval held it at some point.
@@ -88,10 +92,12 @@ impl Settle {
             last: None,
             at_once: None,
             until: None,
+            latest: now,
             changes: 0,
             paced: false,
         });
         w.changes = w.changes.saturating_add(1);
+        w.latest = w.latest.max(now);
         w
     }
 
@@ -152,6 +158,7 @@ impl Settle {
         self.taken = Some(w);
         Some(Due {
             first: w.first,
+            latest: w.latest,
             changes: w.changes,
             paced: w.paced,
         })
@@ -161,11 +168,13 @@ impl Settle {
     /// event's own deadline, whichever comes first; it keeps its counts.
     pub fn hold(&mut self, first: Instant, until: Instant) {
         let (changes, paced) = self.taken.map_or((0, false), |w| (w.changes, w.paced));
+        let latest = self.taken.map_or(first, |w| w.latest);
         self.window = Some(Window {
             first,
             last: None,
             at_once: None,
             until: Some(until),
+            latest,
             changes,
             paced,
         });
@@ -314,6 +323,7 @@ mod tests {
         s.reloaded(
             &Due {
                 first: t0,
+                latest: t0,
                 changes: 1,
                 paced: false,
             },
@@ -325,7 +335,7 @@ mod tests {
         s.hold(d.first, d.first + ms(2000));
         s.note_at_once(t0 + ms(1001));
         let d = s.take_due(t0 + ms(1001)).expect("the link ends the hold");
-        assert_eq!((d.changes, d.paced), (3, true));
+        assert_eq!((d.changes, d.paced, d.latest), (3, true, t0 + ms(1001)));
     }
 
     #[test]

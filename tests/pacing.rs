@@ -12,7 +12,7 @@ use std::thread::sleep;
 use std::time::{Duration, SystemTime};
 
 use support::{bin, kv, spawn_app, start, QUIET, T};
-use testkit::apps::debian;
+use testkit::apps::{self, debian};
 use testkit::kubelet::Volume;
 use testkit::recorder::{contents, Options, Recorder};
 use testkit::reloader::{command, field, path_str, Reloader};
@@ -90,6 +90,43 @@ fn changes_within_the_min_interval_are_one_reload_at_its_end_with_the_latest_con
     let changes: u32 = field(&line[0], "changes").unwrap().parse().unwrap();
     assert!((1..=29).contains(&changes), "{}", line[0]);
     assert_eq!(field(&line[0], "min_interval").as_deref(), Some("2s"));
+}
+
+/// Regression (issue 22 §3): a process started after the change, still without its handler
+/// when the change settled, was refused for now and retried, and got the signal once its
+/// handler was in place, though it had read the new content when it started.
+#[test]
+fn a_process_started_after_the_change_is_not_retried_once_its_handler_is_in() {
+    let dir = TempDir::new("after-change").unwrap();
+    let conf = dir.join("app.conf");
+    fs::write(&conf, "v1").unwrap();
+    let name = unique_name("latestart");
+    let rel = start(
+        dir.path(),
+        &name,
+        &[
+            ("RELOAD_DEBOUNCE", "1s"),
+            ("RELOAD_MIN_INTERVAL", "0"),
+            ("VERBOSE", "true"),
+        ],
+    );
+    fs::write(&conf, "v2").unwrap();
+    rel.wait_lines("debug possible change", 1, T);
+    // Start times count in 10 ms ticks, and the reloader gives 20 ms of doubt to the process:
+    // start it clearly after the change, within the debounce. Its handler comes 2 s later.
+    sleep(Duration::from_millis(100));
+    let mut opts = apps::python(&name, Some(&conf), "--late-handler");
+    opts.extra_args = vec!["2".into()];
+    let app = Recorder::spawn(opts);
+    let refused = rel
+        .wait_lines("warn refusing to send SIGHUP", 1, T)
+        .remove(0);
+    assert_eq!(field(&refused, "pid"), Some(app.pid().to_string()));
+    assert_eq!(field(&refused, "retry_for"), None, "{refused}");
+    // Proves an absence: past its handler and several retries' backoff.
+    sleep(Duration::from_secs(2) + QUIET);
+    assert!(app.is_alive());
+    assert!(app.received().is_empty(), "{}", rel.log());
 }
 
 /// A recorder named `name`, and a pid file naming it (fresh: written after it started).

@@ -563,7 +563,7 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
         plan.storm
     ));
     let so = scenarios::storm(paths, Tool::Ours, &[], plan.storm)?;
-    let so0 = scenarios::storm(paths, Tool::Ours, d0, plan.storm)?;
+    let so0 = scenarios::storm(paths, Tool::Ours, &[("RELOAD_DEBOUNCE", "0")], plan.storm)?;
     let soi = scenarios::storm(paths, Tool::Ours, dd, plan.storm)?;
     let sb = scenarios::storm(paths, Tool::Baseline, &[], plan.storm)?;
     rows.push(Row {

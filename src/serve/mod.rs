@@ -226,7 +226,7 @@ impl Daemon<'_> {
                 let child = self.child.map(|c| c.pid);
                 let signalled = self.reloads.settled(
                     self.cfg,
-                    due.first,
+                    &due,
                     child,
                     &mut s.inotify,
                     &mut s.settle,
