@@ -160,6 +160,9 @@ impl Daemon<'_> {
             ("max_delay_ms", cfg.max_delay.into()),
             ("min_interval_ms", cfg.min_interval.into()),
         ];
+        if let Some(f) = &cfg.pid_file {
+            fields.push(("pid_file", f.as_path().into()));
+        }
         if let Some(w) = &self.sources.request {
             fields.push(("webhook", w.shown().into()));
         }
