@@ -151,6 +151,16 @@ mod tests {
     }
 
     #[test]
+    fn of_two_reasons_in_one_read_a_plain_one_wins_since_it_must_settle() {
+        let (k, w) = (Some(Change::KubeletCommit), Some(Change::Written));
+        assert_eq!(Change::or(k, w), w);
+        assert_eq!(Change::or(w, k), w);
+        assert_eq!(Change::or(k, Some(Change::KubeletLinked)), k);
+        assert_eq!(Change::or(None, k), k);
+        assert!(Change::KubeletLinked.at_once() && !Change::Created.at_once());
+    }
+
+    #[test]
     fn plain_events_map_to_changes() {
         assert_eq!(
             c(EventMask::MOVED_TO | EventMask::ISDIR, "conf.d"),
