@@ -3,6 +3,7 @@
 //! and RELOAD_PID_FILE with sigrecord and with Debian's nginx and its own pid file.
 
 mod http;
+mod poll_common;
 mod support;
 
 use std::fs;
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, SystemTime};
 
+use poll_common::{await_idle, switches};
 use support::{bin, kv, spawn_app, start, QUIET, T};
 use testkit::apps::{self, debian};
 use testkit::kubelet::Volume;
@@ -90,6 +92,28 @@ fn changes_within_the_min_interval_are_one_reload_at_its_end_with_the_latest_con
     let changes: u32 = field(&line[0], "changes").unwrap().parse().unwrap();
     assert!((1..=29).contains(&changes), "{}", line[0]);
     assert_eq!(field(&line[0], "min_interval").as_deref(), Some("2s"));
+}
+
+/// The interval's timer is the settle's deadline: once the coalesced reload is done, nothing
+/// is pending and the reloader sleeps in ppoll with no timeout, however soon the next
+/// interval would end.
+#[test]
+fn after_a_coalesced_reload_the_reloader_never_wakes_up() {
+    let name = unique_name("pacedidle");
+    let dir = TempDir::new("paced-idle").unwrap();
+    let vol = Volume::create(dir.path(), &[("app.conf", b"0".as_slice())]).unwrap();
+    let app = spawn_app(&name, &dir.join("app.conf"));
+    let rel = start(dir.path(), &name, &[("RELOAD_MIN_INTERVAL", "1s")]);
+    vol.update(&[("app.conf", b"1".as_slice())]).unwrap();
+    app.wait_received(1, T);
+    vol.update(&[("app.conf", b"2".as_slice())]).unwrap();
+    assert_eq!(contents(&app.wait_received(2, T)), ["1", "2"]);
+    rel.wait_lines("info coalesced changes into one reload", 1, T);
+    await_idle(rel.pid());
+    let before = switches(rel.pid());
+    // Proves an absence: two intervals, in which a timer left armed would fire.
+    sleep(Duration::from_secs(2));
+    assert_eq!(switches(rel.pid()) - before, 0, "{}", rel.log());
 }
 
 /// Regression (issue 22 §3): a process started after the change, still without its handler
