@@ -1,6 +1,7 @@
 //! `RELOAD_PID_FILE`: whom the pid file names, read afresh at every reload, and whether to
-//! believe it. Owns reading and judging the file; never signals and never scans `/proc` for
-//! names (`reload` judges and signals what this returns, as it does a scan's matches).
+//! believe it. Owns reading and judging the file, and the line saying why it names nobody;
+//! never signals and never scans `/proc` for names (`reload` judges and signals what this
+//! returns, as it does a scan's matches).
 //!
 //! A pid file outlives its process: after a crash it still names a pid that the kernel may
 //! give to anyone. The file is believed only if it was written after the process it names
@@ -13,6 +14,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::log::Logger;
 use crate::sys::Pid;
 use crate::target::{self, Process};
 
@@ -53,6 +55,38 @@ pub fn parse(text: &[u8]) -> Option<Pid> {
 /// `started` (both wall-clock): not if it is older.
 pub fn fresh(mtime: SystemTime, started: SystemTime) -> bool {
     mtime + SLACK >= started
+}
+
+/// The target a reload reads from the file at `path` now (with `name`, PROCESS_NAME; within
+/// the tree of `child`, the app we run, if any), or nobody, with the line saying why.
+pub fn resolve(path: &Path, name: Option<&[u8]>, child: Option<Pid>, log: &Logger) -> Vec<Process> {
+    match target(path, name) {
+        Ok(p) if child.is_none_or(|c| target::descends_from(&p, c)) => vec![p],
+        Ok(p) => {
+            log.warn(
+                "refusing to signal: the pid file names a process outside the app's tree",
+                &[
+                    ("pid_file", path.into()),
+                    ("pid", p.pid.get().into()),
+                    (
+                        "hint",
+                        "with -- APP the pid file must name the app or one of its descendants"
+                            .into(),
+                    ),
+                ],
+            );
+            Vec::new()
+        }
+        Err(problem) => {
+            let mut fields = vec![("pid_file", path.into())];
+            if let Some(pid) = problem.pid {
+                fields.push(("pid", pid.into()));
+            }
+            fields.push(("hint", problem.hint.into()));
+            log.warn(&problem.line, &fields);
+            Vec::new()
+        }
+    }
 }
 
 /// The process the file at `path` names, if the file is to be believed and, with `name`

@@ -89,8 +89,9 @@ impl Reloads {
     }
 
     /// A settle is `due`: hold it while an update is still being written, else fingerprint
-    /// and, if the content changed, signal the targets (`child`: the app we run, if any). `Some` when the content changed: the caller hands the refusals to its
-    /// `Retry`, then sends the reload request.
+    /// and, if the content changed, signal the targets (`child`: the app we run, if any).
+    /// `Some` when the content changed: the caller hands the refusals to its `Retry`, then
+    /// sends the reload request.
     pub fn settled(
         &mut self,
         cfg: &Config,
@@ -164,11 +165,13 @@ fn report_unwatched(u: &Unwatched, watched: usize, log: &Logger) {
 }
 
 /// The processes to signal now (scanned fresh: apps restart, pids are never cached), each
-/// with how it would take the signal: those named PROCESS_NAME (within the tree of `child`,
-/// the app we run, if any), else `child` itself. Logs when there is none.
+/// with how it would take the signal: the one RELOAD_PID_FILE names, else those named
+/// PROCESS_NAME (within the tree of `child`, the app we run, if any), else `child` itself.
+/// Logs when there is none.
 pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, Verdict)> {
     if let Some(path) = &cfg.pid_file {
-        return judged(cfg, from_pid_file(path, cfg, child, log));
+        let named = pidfile::resolve(path, cfg.process_name.as_deref(), child, log);
+        return judged(cfg, named);
     }
     let found = match (&cfg.process_name, child) {
         (Some(name), _) => match target::scan(name) {
@@ -193,43 +196,6 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
         log.warn(&format!("no process named {}", cfg.name()), &[("hint", "it gets the next change after it starts; check PROCESS_NAME and that the pod shares its PID namespace".into())]);
     }
     judged(cfg, chosen)
-}
-
-/// With RELOAD_PID_FILE: the process it names, read now (within the tree of `child`, if any),
-/// or nobody, with the line saying why.
-fn from_pid_file(
-    path: &std::path::Path,
-    cfg: &Config,
-    child: Option<Pid>,
-    log: &Logger,
-) -> Vec<Process> {
-    match pidfile::target(path, cfg.process_name.as_deref()) {
-        Ok(p) if child.is_none_or(|c| target::descends_from(&p, c)) => vec![p],
-        Ok(p) => {
-            log.warn(
-                "refusing to signal: the pid file names a process outside the app's tree",
-                &[
-                    ("pid_file", path.into()),
-                    ("pid", p.pid.get().into()),
-                    (
-                        "hint",
-                        "with -- APP the pid file must name the app or one of its descendants"
-                            .into(),
-                    ),
-                ],
-            );
-            Vec::new()
-        }
-        Err(problem) => {
-            let mut fields = vec![("pid_file", path.into())];
-            if let Some(pid) = problem.pid {
-                fields.push(("pid", pid.into()));
-            }
-            fields.push(("hint", problem.hint.into()));
-            log.warn(&problem.line, &fields);
-            Vec::new()
-        }
-    }
 }
 
 /// Each process with how it would take the signal; one that exits while we look is skipped.
