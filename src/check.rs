@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::log::{self, Logger};
-use crate::{mounts, poll, reload, webhook};
+use crate::{mounts, pidfile, poll, reload, webhook};
 
 /// Prints the report on stdout and returns the exit code.
 pub fn run(cfg: &Config) -> ExitCode {
@@ -65,14 +65,35 @@ pub fn run(cfg: &Config) -> ExitCode {
     }
     // Only a sidecar that signals PROCESS_NAME needs a visible process now: a webhook alone
     // signals nobody, and an app run with `--` starts with us.
-    let needs_target = cfg.command.is_empty() && cfg.process_name.is_some();
+    let needs_target =
+        cfg.command.is_empty() && (cfg.process_name.is_some() || cfg.pid_file.is_some());
+    if let Some(path) = &cfg.pid_file {
+        // Read as a reload would read it; the reason it names nobody is the problem line.
+        let line = match pidfile::target(path, cfg.process_name.as_deref()) {
+            Ok(p) => format!(
+                "pid file {}: pid={} (written after it started)\n",
+                path.display(),
+                p.pid.get()
+            ),
+            Err(e) => {
+                let pid = e.pid.map(|p| format!(" pid={p}")).unwrap_or_default();
+                format!(
+                    "problem: pid file {}:{pid} {} ({})\n",
+                    path.display(),
+                    e.line,
+                    e.hint
+                )
+            }
+        };
+        out.push_str(&line);
+    }
     let log = Logger::new(cfg.log_format, false);
     let found = if needs_target {
         reload::targets(cfg, None, &log)
     } else {
         Vec::new()
     };
-    if found.is_empty() && needs_target {
+    if found.is_empty() && needs_target && cfg.pid_file.is_none() {
         out.push_str(&format!(
             "problem: no process named {} is visible\n",
             cfg.name()

@@ -50,9 +50,11 @@ const fn setting(
 pub const SETTINGS: &[Setting] = &[
     setting(Some("CONFIG_DIR"), "--config-dir", Some("DIR[,DIR...]"), None, "directories to watch recursively (mandatory)"),
     setting(Some("PROCESS_NAME"), "--process-name", Some("NAME"), None, "exact process name to signal: /proc/PID/comm, or argv[0]'s basename for names over 15 bytes (mandatory unless RELOAD_WEBHOOK_URL or -- APP is given)"),
+    setting(Some("RELOAD_PID_FILE"), "--pid-file", Some("FILE"), None, "signal the process whose pid this file holds, read afresh at every reload (e.g. nginx's pid file on a shared emptyDir); refused when the file is older than that process (a recycled pid); with PROCESS_NAME, both must agree"),
     setting(Some("RELOAD_SIGNAL"), "--signal", Some("SIGNAL"), Some("SIGHUP"), "signal to send: SIGHUP, HUP, hup, 1, SIGUSR1, SIGRTMIN+2, ..."),
-    setting(Some("RELOAD_DEBOUNCE"), "--debounce", Some("DURATION"), Some("100ms"), "quiet time after the last change before signalling: 0, 250ms, 2s"),
+    setting(Some("RELOAD_DEBOUNCE"), "--debounce", Some("DURATION"), Some("100ms"), "quiet time after the last change in a plain directory before signalling (a kubelet update goes at its commit): 0, 250ms, 2s"),
     setting(Some("RELOAD_MAX_DELAY"), "--max-delay", Some("DURATION"), Some("2s"), "longest wait during a never-ending stream of changes"),
+    setting(Some("RELOAD_MIN_INTERVAL"), "--min-interval", Some("DURATION"), Some("1s"), "at most one reload per interval: what changes within it after a reload is reloaded once at its end, with the latest content; an update after a quiet interval goes at once; 0: off"),
     setting(Some("RELOAD_TARGETS"), "--targets", Some("roots|all"), Some("roots"), "roots: matches whose parent does not match (nginx master, not workers); all: every match"),
     setting(Some("RELOAD_WEBHOOK_URL"), "--webhook-url", Some("URL"), None, "also, or instead, reload over HTTP: http://HOST[:PORT]/PATH, e.g. http://127.0.0.1:9090/-/reload; user:password@ becomes Basic auth"),
     setting(Some("RELOAD_WEBHOOK_METHOD"), "--webhook-method", Some("METHOD"), Some("POST"), "method of the reload request: POST, PUT, GET, PATCH or DELETE"),
@@ -102,6 +104,10 @@ pub struct Config {
     pub debounce: Duration,
     /// Upper bound on the wait during a stream of changes.
     pub max_delay: Duration,
+    /// Shortest time between two reloads (zero: no pacing).
+    pub min_interval: Duration,
+    /// The file holding the target's pid, read at every reload.
+    pub pid_file: Option<PathBuf>,
     /// Roots only, or every match.
     pub targets: Targets,
     /// Send even when the target would take the signal's default action.
@@ -129,9 +135,15 @@ impl Config {
     pub fn name(&self) -> String {
         match &self.process_name {
             Some(n) => String::from_utf8_lossy(n).into_owned(),
+            None if self.pid_file.is_some() => "(pid file)".to_string(),
             None if !self.command.is_empty() => "(child)".to_string(),
             None => String::new(),
         }
+    }
+
+    /// Whether a reload signals anyone: a process name, a pid file or the app we run.
+    pub fn signals(&self) -> bool {
+        self.process_name.is_some() || self.pid_file.is_some() || !self.command.is_empty()
     }
 }
 
@@ -298,12 +310,16 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
             timeout,
         }),
     };
+    let pid_file = match raw.get("--pid-file") {
+        None => None,
+        Some(r) => Some(values::pid_file(&r.source, &r.value)?),
+    };
     let process_name = match raw.get("--process-name") {
-        None if webhook.is_none() && command.is_empty() => {
+        None if webhook.is_none() && command.is_empty() && pid_file.is_none() => {
             return err(missing(
                 "PROCESS_NAME",
                 "--process-name",
-                "the exact name of the process to signal, e.g. PROCESS_NAME=nginx (or set RELOAD_WEBHOOK_URL, or run the app as config-reloader -- APP)",
+                "the exact name of the process to signal, e.g. PROCESS_NAME=nginx (or set RELOAD_PID_FILE or RELOAD_WEBHOOK_URL, or run the app as config-reloader -- APP)",
             ))
         }
         None => None,
@@ -336,6 +352,9 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
             d
         }
     };
+    let min_interval = raw
+        .text("--min-interval")?
+        .map_or(Ok(Duration::from_secs(1)), |(s, v)| values::duration(s, v))?;
     let retry_for = raw
         .text("--retry-for")?
         .map_or(Ok(Duration::from_secs(60)), |(s, v)| values::duration(s, v))?;
@@ -367,6 +386,8 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
         signal,
         debounce,
         max_delay,
+        min_interval,
+        pid_file,
         targets,
         force: raw.switch("--force")?,
         trust_handler: raw.switch("--trust-handler")?,

@@ -248,3 +248,32 @@ fn help_lists_every_setting() {
         }
     }
 }
+
+#[test]
+fn min_interval_defaults_to_one_second_and_zero_turns_it_off() {
+    assert_eq!(config(&[], BASE).min_interval, Duration::from_secs(1));
+    let off = config(&["--min-interval", "0"], BASE);
+    assert_eq!(off.min_interval, Duration::ZERO);
+    let mut env = BASE.to_vec();
+    env.push(("RELOAD_MIN_INTERVAL", "5s"));
+    assert_eq!(config(&[], &env).min_interval, Duration::from_secs(5));
+    let e = error(&["--min-interval", "soon"], BASE);
+    assert!(e.starts_with("--min-interval=\"soon\""), "{e}");
+}
+
+#[test]
+fn a_pid_file_alone_names_the_target_and_may_not_exist_yet() {
+    let c = config(
+        &[],
+        &[
+            ("CONFIG_DIR", "/tmp"),
+            ("RELOAD_PID_FILE", "/run/nginx/nginx.pid"),
+        ],
+    );
+    assert_eq!(c.pid_file, Some(PathBuf::from("/run/nginx/nginx.pid")));
+    assert_eq!(c.process_name, None);
+    let e = error(&["--pid-file", "/tmp"], BASE);
+    assert!(e.contains("is a directory"), "{e}");
+    let e = error(&["--pid-file", " "], BASE);
+    assert!(e.contains("names no file"), "{e}");
+}

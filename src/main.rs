@@ -9,8 +9,9 @@
 //! `Config`, with `values`), `check` (`--check`), `reload` (what a settle leads to), `names`
 //! (which names are content), `watch` (inotify events → "may have changed", with `events` for
 //! what one event means and `rearm` for configured paths that vanish or are re-pointed),
-//! `poll` (the same question where inotify is blind), `mounts`, `settle` (debounce),
-//! `fingerprint` (walk → "did change"), `target` (scan `/proc` → whom), `verdict` (how each
+//! `poll` (the same question where inotify is blind), `mounts`, `settle` (debounce, commit,
+//! interval), `fingerprint` (walk → "did change"), `pidfile` and `target` (the pid file, the
+//! `/proc` scan → whom), `verdict` (how each
 //! would take the signal, with `runtime` for runtimes whose handler is not the app's), `retry`
 //! (sending to each target, and again to those that could not take it yet), `signal` (send),
 //! `webhook` and `url` (the reload request), `child` (the app as our child). `outcome` says how each reload went, `metrics` counts it and `listen` serves `/metrics`;
@@ -32,6 +33,7 @@ mod metrics;
 mod mounts;
 mod names;
 mod outcome;
+mod pidfile;
 mod poll;
 mod reload;
 mod retry;

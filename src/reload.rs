@@ -13,8 +13,9 @@ use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
 use crate::outcome::{Reload, Signalled};
+use crate::pidfile;
 use crate::retry::{self, Outcome};
-use crate::settle::Settle;
+use crate::settle::{Due, Settle};
 use crate::stop;
 use crate::sys::Pid;
 use crate::target::{self, Process};
@@ -159,14 +160,14 @@ impl Reloads {
         }
     }
 
-    /// A settle that opened at `first` is due: hold it while an update is still being written,
-    /// else fingerprint and, if the content changed, signal the targets (`child`: the app we
-    /// run, if any). On new content the caller hands the refusals to its `Retry`, then sends
-    /// the reload request.
+    /// A settle is `due`: hold it while an update is still being written, else fingerprint
+    /// and, if the content changed, signal the targets (`child`: the app we run, if any).
+    /// On new content the caller hands the refusals to its `Retry`, then sends the reload
+    /// request.
     pub fn settled(
         &mut self,
         cfg: &Config,
-        first: Instant,
+        due: &Due,
         child: Option<Pid>,
         watcher: &mut Watcher,
         settle: &mut Settle,
@@ -175,7 +176,7 @@ impl Reloads {
         let now = Instant::now();
         if let Some(until) = watcher.sed_hold(now, cfg.max_delay) {
             log.debug("a sed temp file is not renamed yet; waiting", &[]);
-            settle.hold(first, until);
+            settle.hold(due.first, until);
             return Settled::Waiting;
         }
         let report = self.walk(cfg, watcher, log);
@@ -198,22 +199,21 @@ impl Reloads {
             Ok(fp) => fp,
         };
         if let Some(vol) = report.incomplete {
-            let until = first + cfg.max_delay;
+            let until = due.first + cfg.max_delay;
             if now < until {
                 log.debug(
                     "kubelet update not complete: visible links do not match ..data yet; waiting",
                     &[("dir", vol.as_path().into())],
                 );
-                settle.hold(first, until);
+                settle.hold(due.first, until);
                 return Settled::Waiting;
             }
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
         self.last = Some(fp);
-        let signals = cfg.process_name.is_some() || child.is_some();
-        let (sent, retry) = match signals {
+        let (sent, retry) = match cfg.signals() {
             true => {
-                let (sent, retry) = signal_all(cfg, child, log, now);
+                let (sent, retry) = signal_all(cfg, child, log, now, due.latest);
                 (Some(sent), retry)
             }
             false => (None, Vec::new()),
@@ -248,9 +248,14 @@ fn report_unwatched(u: &Unwatched, watched: usize, log: &Logger) {
 }
 
 /// The processes to signal now (scanned fresh: apps restart, pids are never cached), each
-/// with how it would take the signal: those named PROCESS_NAME (within the tree of `child`,
-/// the app we run, if any), else `child` itself. Logs when there is none.
+/// with how it would take the signal: the one RELOAD_PID_FILE names, else those named
+/// PROCESS_NAME (within the tree of `child`, the app we run, if any), else `child` itself.
+/// Logs when there is none.
 pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, Verdict)> {
+    if let Some(path) = &cfg.pid_file {
+        let named = pidfile::resolve(path, cfg.process_name.as_deref(), child, log);
+        return judged(cfg, named);
+    }
     let found = match (&cfg.process_name, child) {
         (Some(name), _) => match target::scan(name) {
             Ok(found) => found
@@ -273,7 +278,11 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
     if chosen.is_empty() {
         log.warn(&format!("no process named {}", cfg.name()), &[("hint", "it gets the next change after it starts; check PROCESS_NAME and that the pod shares its PID namespace".into())]);
     }
-    // A process that exits while we look is skipped.
+    judged(cfg, chosen)
+}
+
+/// Each process with how it would take the signal; one that exits while we look is skipped.
+fn judged(cfg: &Config, chosen: Vec<Process>) -> Vec<(Process, Verdict)> {
     chosen
         .into_iter()
         .filter_map(|p| {
@@ -286,12 +295,15 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
 }
 
 /// Signals every target that can take the signal; `started` is when the settle fired. Returns
-/// what the send did, and the refused targets that waiting may lift.
+/// what the send did, and the refused targets that waiting may lift: those running at the
+/// `latest` change (one that started after it read the new content, and needs no signal once
+/// its handler is in place).
 fn signal_all(
     cfg: &Config,
     child: Option<Pid>,
     log: &Logger,
     started: Instant,
+    latest: Instant,
 ) -> (Signalled, Vec<Process>) {
     let mut done = Signalled::default();
     let mut again = Vec::new();
@@ -300,7 +312,9 @@ fn signal_all(
             Outcome::Sent => done.sent += 1,
             Outcome::Failed(errno) => done.errors.push(errno),
             Outcome::Refused => {
-                let retried = verdict.handling.retried() && !cfg.retry_for.is_zero();
+                let retried = verdict.handling.retried()
+                    && !cfg.retry_for.is_zero()
+                    && target::started_by(&p, latest);
                 retry::refuse(cfg, log, &p, &verdict, retried);
                 done.refused.push(verdict.handling.as_str());
                 if retried {

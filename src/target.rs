@@ -12,6 +12,7 @@ use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use crate::signal::Recipient;
 use crate::sys::{self, Pid};
@@ -246,6 +247,33 @@ pub fn pin(p: &Process) -> io::Result<Recipient> {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(Recipient { pid: p.pid, pidfd })
+}
+
+/// USER_HZ, the unit of `/proc/PID/stat`'s start time: 100 on every architecture we ship
+/// (x86_64, aarch64); `sysconf(_SC_CLK_TCK)` returns this constant of the kernel's ABI.
+pub const USER_HZ: u64 = 100;
+
+/// The time since boot now, in the clock of `/proc/PID/stat`'s start times (`/proc/uptime`:
+/// suspend included, 10 ms grain).
+pub fn since_boot() -> Option<Duration> {
+    let text = fs::read_to_string("/proc/uptime").ok()?;
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// Whether `p` was already running at `at` (a moment ago), to the clocks' grain (two ticks),
+/// which counts in its favour; true when the clock cannot be read.
+pub fn started_by(p: &Process, at: Instant) -> bool {
+    let Some(boot_at) = since_boot().and_then(|b| b.checked_sub(at.elapsed())) else {
+        return true;
+    };
+    let ticks = boot_at.as_millis() as u64 * USER_HZ / 1000;
+    p.start_time <= ticks + 2
+}
+
+/// Whether `pid` is named `wanted` now, as a scan would match it.
+pub fn is_named(pid: Pid, wanted: &[u8]) -> bool {
+    comm(pid).is_some_and(|c| name_matches(wanted, &c, || argv0(pid)))
 }
 
 fn argv0(pid: Pid) -> Option<Vec<u8>> {

@@ -98,6 +98,24 @@ pub fn dirs(source: &str, value: &OsStr) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(dirs)
 }
 
+/// A pid file's path. It may not exist yet (the app writes it when it starts); a directory
+/// there is a mistake.
+pub fn pid_file(source: &str, value: &OsStr) -> Result<PathBuf, ConfigError> {
+    let shown = quote(value);
+    let trimmed = value.as_bytes().trim_ascii();
+    if trimmed.is_empty() {
+        return err(format!("{source}={shown} names no file; give the path of the file the app writes its pid to, e.g. /run/nginx/nginx.pid"));
+    }
+    let path = PathBuf::from(OsString::from_vec(trimmed.to_vec()));
+    if path.is_dir() {
+        return err(format!(
+            "{source}={shown} is a directory; give the pid file inside it, e.g. {}/nginx.pid",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
 fn io_reason(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "it does not exist".to_string(),

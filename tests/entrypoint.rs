@@ -260,20 +260,23 @@ fn an_app_that_installs_its_handler_late_is_not_signalled_before_it_has() {
 }
 
 /// The app exits while a reload waits for its debounce: the reloader exits at once with the
-/// app's code and signals nothing (the pid is reaped, and could be anyone's next).
+/// app's code and signals nothing (the pid is reaped, and could be anyone's next). A plain
+/// directory: a kubelet update does not wait for the debounce.
 #[test]
 fn an_app_that_exits_during_a_pending_reload_is_never_signalled() {
     let tmp = TempDir::new("entry-gone").unwrap();
-    let vol = volume(&tmp);
+    let plain = tmp.join("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::write(plain.join("app.conf"), "v1").unwrap();
     let (app, out) = sigrecord(tmp.path(), &unique_name("goneapp"), &[]);
     let env = [
-        ("CONFIG_DIR", path_str(vol.root())),
+        ("CONFIG_DIR", path_str(&plain)),
         ("RELOAD_DEBOUNCE", "2s"),
         ("VERBOSE", "true"),
     ];
     let mut rel = start(&env, &app);
     let pid = await_ready(&out);
-    assert!(vol.update(&kv(&[("app.conf", "v2")])).unwrap());
+    fs::write(plain.join("app.conf"), "v2").unwrap();
     rel.wait_lines("debug possible change", 1, T);
 
     let killed = Instant::now();
@@ -296,19 +299,22 @@ fn an_app_that_exits_during_a_pending_reload_is_never_signalled() {
 #[test]
 fn sigterm_during_a_pending_reload_is_forwarded_and_the_reload_dropped() {
     let tmp = TempDir::new("entry-term").unwrap();
-    let vol = volume(&tmp);
-    let conf = vol.root().join("app.conf");
+    // A plain directory: a kubelet update would not wait for the debounce.
+    let plain = tmp.join("plain");
+    fs::create_dir(&plain).unwrap();
+    let conf = plain.join("app.conf");
+    fs::write(&conf, "v1").unwrap();
     let flags = ["--read", path_str(&conf), "--ignore", "TERM"];
     let (app, out) = sigrecord(tmp.path(), &unique_name("termapp"), &flags);
     let debounce = 1000;
     let env = [
-        ("CONFIG_DIR", path_str(vol.root())),
+        ("CONFIG_DIR", path_str(&plain)),
         ("RELOAD_DEBOUNCE", "1s"),
         ("VERBOSE", "true"),
     ];
     let mut rel = start(&env, &app);
     let pid = await_ready(&out);
-    assert!(vol.update(&kv(&[("app.conf", "v2")])).unwrap());
+    fs::write(&conf, "v2").unwrap();
     rel.wait_lines("debug possible change", 1, T);
 
     rel.signal(libc::SIGTERM);

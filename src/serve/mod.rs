@@ -81,8 +81,7 @@ pub fn serve(cfg: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let signalling = cfg.process_name.is_some() || !cfg.command.is_empty();
-    let metrics = Metrics::new(signalling, cfg.webhook.is_some(), reloads.last());
+    let metrics = Metrics::new(cfg.signals(), cfg.webhook.is_some(), reloads.last());
     // A stop signal ended the first walk: nothing is started; the loop reads the signal first.
     let child = match cfg.command.is_empty() || reloads.stopped() {
         true => None,
@@ -111,7 +110,7 @@ pub fn serve(cfg: &Config) -> ExitCode {
             inotify: watcher,
             poll,
             request,
-            settle: Settle::new(cfg.debounce, cfg.max_delay),
+            settle: Settle::new(cfg.debounce, cfg.max_delay, cfg.min_interval),
             retry: Retry::default(),
             mounts: mount_watch,
             listener,
@@ -184,7 +183,11 @@ impl Daemon<'_> {
             ("targets", targets.into()),
             ("debounce_ms", cfg.debounce.into()),
             ("max_delay_ms", cfg.max_delay.into()),
+            ("min_interval_ms", cfg.min_interval.into()),
         ];
+        if let Some(f) = &cfg.pid_file {
+            fields.push(("pid_file", f.as_path().into()));
+        }
         if let Some(w) = &self.sources.request {
             fields.push(("webhook", w.shown().into()));
         }
@@ -245,7 +248,10 @@ impl Daemon<'_> {
             // The app is shutting down: a reload now would only race its exit.
             _ if self.stopping => None,
             Event::Changed(change) => {
-                self.sources.settle.note(now);
+                match change.at_once() {
+                    true => self.sources.settle.note_at_once(now),
+                    false => self.sources.settle.note(now),
+                }
                 let shown = change.as_str().into();
                 self.log.debug("possible change", &[("change", shown)]);
                 if matches!(change, Change::Rearmed | Change::DirGone) {
@@ -268,12 +274,12 @@ impl Daemon<'_> {
                 self.log.debug("possible change", &[("change", shown)]);
                 None
             }
-            Event::Settled(first) => {
+            Event::Settled(due) => {
                 let s = &mut self.sources;
                 let child = self.child.map(|c| c.pid);
                 let signalled = self.reloads.settled(
                     self.cfg,
-                    first,
+                    &due,
                     child,
                     &mut s.inotify,
                     &mut s.settle,
@@ -283,6 +289,16 @@ impl Daemon<'_> {
                     Settled::Waiting => {}
                     Settled::Unchanged => self.tally.metrics.unchanged(),
                     Settled::Changed { reload, retry } => {
+                        s.settle.reloaded(&due, reload.started);
+                        if due.paced {
+                            self.log.info(
+                                "coalesced changes into one reload",
+                                &[
+                                    ("changes", u64::from(due.changes).into()),
+                                    ("min_interval", log::seconds(self.cfg.min_interval).into()),
+                                ],
+                            );
+                        }
                         s.retry
                             .replace(retry, reload.started, reload.fingerprint, self.cfg);
                         self.tally.changed(reload, s.request.as_mut(), &self.log);

@@ -19,7 +19,7 @@ use crate::mounts::MountWatch;
 use crate::outcome::Delivery;
 use crate::poll::Poller;
 use crate::retry::Retry;
-use crate::settle::Settle;
+use crate::settle::{Due, Settle};
 use crate::signal::{self, Signal};
 use crate::sys::{self, Interest, Ready};
 use crate::watch::{Change, Watcher};
@@ -34,8 +34,8 @@ pub enum Event {
     Changed(Change),
     /// A poll found a directory inotify cannot see changed.
     Polled,
-    /// The settle that opened at this instant is due.
-    Settled(Instant),
+    /// A settle is due.
+    Settled(Due),
     /// Targets refused at the last change are due to be judged again.
     RetryDue,
     /// A mount appeared, vanished or changed at or below a configured directory.

@@ -11,6 +11,9 @@ use crate::names;
 pub enum Change {
     /// `..data` was replaced: a kubelet atomic update was committed.
     KubeletCommit,
+    /// A visible link of a kubelet volume appeared or went: the update's links after its
+    /// commit (a volume is a directory holding `..data`).
+    KubeletLinked,
     /// A file was written and closed.
     Written,
     /// A file was written or truncated (it may still be open).
@@ -40,6 +43,7 @@ impl Change {
     pub fn as_str(self) -> &'static str {
         match self {
             Change::KubeletCommit => "kubelet-update",
+            Change::KubeletLinked => "kubelet-link",
             Change::Written => "written",
             Change::Modified => "modified",
             Change::Created => "created",
@@ -52,6 +56,28 @@ impl Change {
             Change::Mounted => "mounted",
             Change::Overflow => "queue-overflow",
         }
+    }
+}
+
+impl Change {
+    /// Written by the kubelet's atomic writer, whose update is complete once the volume's
+    /// links match `..data`: due at once, no debounce.
+    pub fn at_once(self) -> bool {
+        matches!(self, Change::KubeletCommit | Change::KubeletLinked)
+    }
+
+    /// Of two reasons seen in one read, the one to report: a plain change wins, since it
+    /// still has to settle.
+    pub fn or(this: Option<Change>, other: Option<Change>) -> Option<Change> {
+        match (this, other) {
+            (Some(a), Some(b)) if a.at_once() && !b.at_once() => Some(b),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Created, removed or renamed in: what the kubelet does to a volume's visible links.
+    pub fn may_be_link(self) -> bool {
+        matches!(self, Change::Created | Change::Removed | Change::Renamed)
     }
 }
 
@@ -128,6 +154,16 @@ mod tests {
             Some(Change::Written)
         );
         assert_eq!(c(EventMask::MOVED_TO, "app.conf"), Some(Change::Renamed));
+    }
+
+    #[test]
+    fn of_two_reasons_in_one_read_a_plain_one_wins_since_it_must_settle() {
+        let (k, w) = (Some(Change::KubeletCommit), Some(Change::Written));
+        assert_eq!(Change::or(k, w), w);
+        assert_eq!(Change::or(w, k), w);
+        assert_eq!(Change::or(k, Some(Change::KubeletLinked)), k);
+        assert_eq!(Change::or(None, k), k);
+        assert!(Change::KubeletLinked.at_once() && !Change::Created.at_once());
     }
 
     #[test]

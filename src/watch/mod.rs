@@ -271,12 +271,12 @@ impl Watcher {
                     log,
                     &mut replan,
                 );
-                change = change.or(c);
+                change = Change::or(change, c);
             }
         }
         self.buf = buf;
         if replan && self.replan(log) {
-            change = change.or(Some(Change::Rearmed));
+            change = Change::or(change, Some(Change::Rearmed));
         }
         change
     }
@@ -366,8 +366,15 @@ impl Watcher {
         name: &OsStr,
         now: Instant,
     ) -> Option<Change> {
-        let change = events::classify(mask, name)?;
+        let mut change = events::classify(mask, name)?;
         let is_dir = mask.contains(EventMask::ISDIR);
+        // A link (never a directory) beside `..data` is the kubelet's, after its commit.
+        if !is_dir && change.may_be_link() {
+            let volume = path.parent().map(|d| d.join("..data"));
+            if volume.is_some_and(|v| v.symlink_metadata().is_ok()) {
+                change = Change::KubeletLinked;
+            }
+        }
         if !is_dir && names::looks_like_sed_temp(name) {
             if mask.contains(EventMask::CREATE) {
                 self.sed.push((id, name.to_os_string(), now));
