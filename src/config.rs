@@ -305,7 +305,7 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
         Some((_, v)) if v.trim().eq_ignore_ascii_case("auto") => Poll::Auto,
         Some((s, v)) => match values::duration(s, v)? {
             Duration::ZERO => Poll::Off,
-            d => Poll::Every(d),
+            d => Poll::Every(values::poll_interval(s, v, d)?),
         },
     };
     let signal = raw

@@ -165,7 +165,13 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
                 .filter(|p| child.is_none_or(|c| target::descends_from(p, c)))
                 .collect(),
             Err(e) => {
-                log.error("cannot list /proc", &[("error", e.to_string().into())]);
+                log.error(
+                    "cannot list /proc",
+                    &[
+                        ("error", e.to_string().into()),
+                        ("hint", target::list_hint(&e).into()),
+                    ],
+                );
                 return Vec::new();
             }
         },
@@ -228,6 +234,7 @@ fn send_failed(cfg: &Config, log: &Logger, p: &Process, sig: Signal, e: &std::io
         Some(libc::ESRCH) => {
             "the process exited after the scan; its successor gets the next change"
         }
+        Some(libc::EMFILE | libc::ENFILE) => limits::emfile_hint(e),
         _ => "see the detail",
     };
     log.error(

@@ -118,10 +118,14 @@ pub fn scan(wanted: &[u8]) -> io::Result<Vec<Process>> {
         // An error (the process exited: ENOENT/ESRCH) skips it; EINTR cannot happen, as every
         // signal we take is blocked and read from a signalfd.
         let mut comm = [0u8; 32];
-        let Ok(n) = sys::open_at(Some(proc_dir.as_fd()), &path)
+        let n = match sys::open_at(Some(proc_dir.as_fd()), &path)
             .and_then(|fd| File::from(fd).read(&mut comm))
-        else {
-            continue;
+        {
+            Ok(n) => n,
+            // Out of descriptors, every later process would be skipped too: a scan that
+            // finds nobody for that reason must not read as "no process named ...".
+            Err(e) if crate::limits::is_emfile(&e) => return Err(e),
+            Err(_) => continue,
         };
         let comm = comm[..n].strip_suffix(b"\n").unwrap_or(&comm[..n]);
         if !name_matches(wanted, comm, || argv0(pid)) {
@@ -223,15 +227,26 @@ fn argv0(pid: Pid) -> Option<Vec<u8>> {
 }
 
 /// Whether any process other than ourselves is visible: without `shareProcessNamespace` (or
-/// docker's `--pid=container:`) we are alone in our PID namespace and can signal nobody.
-pub fn others_visible() -> bool {
-    fs::read_dir("/proc").is_ok_and(|rd| {
-        rd.flatten().any(|e| {
+/// docker's `--pid=container:`) we are alone in our PID namespace and can signal nobody. An
+/// error when `/proc` cannot be listed: that says nothing about who is there.
+pub fn others_visible() -> io::Result<bool> {
+    let mut rd = fs::read_dir("/proc")?;
+    Ok(rd.any(|e| {
+        e.is_ok_and(|e| {
             parse_pid(e.file_name().as_encoded_bytes())
                 .and_then(Pid::new)
                 .is_some()
         })
-    })
+    }))
+}
+
+/// The hint for a `/proc` that cannot be listed or read.
+pub fn list_hint(e: &io::Error) -> &'static str {
+    if crate::limits::is_emfile(e) {
+        crate::limits::emfile_hint(e)
+    } else {
+        "check that /proc is mounted and readable"
+    }
 }
 
 #[cfg(test)]
@@ -346,6 +361,6 @@ mod tests {
             .unwrap()
             .iter()
             .all(|p| p.pid.get() != own));
-        assert!(others_visible());
+        assert!(others_visible().expect("/proc lists"));
     }
 }
