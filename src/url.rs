@@ -69,7 +69,7 @@ impl Url {
         Ok(Url {
             authority: hostport.to_string(),
             path,
-            basic: userinfo.map(|u| base64(percent_decode(u).as_bytes())),
+            basic: userinfo.map(|u| base64(&percent_decode(u))),
             addrs,
         })
     }
@@ -91,8 +91,24 @@ impl Url {
         let at = after[..authority_end]
             .rfind('@')
             .or_else(|| after.rfind('@'));
-        match at {
-            Some(at) => format!("{}***{}", &s[..start], &after[at..]),
+        if let Some(at) = at {
+            return format!("{}***{}", &s[..start], &after[at..]);
+        }
+        // No `@` at all: `http://user:secret` lost its `@host`. What follows the authority's
+        // colon is a port only if it is one (1-5 digits, as the grammar has it); anything
+        // else may be a password, and is hidden with all that follows.
+        let colon = after[..authority_end].rfind(']').map_or(0, |b| b + 1);
+        match after[colon..authority_end].find(':').map(|c| colon + c) {
+            Some(c) => {
+                let port = &after[c + 1..authority_end];
+                let is_port =
+                    (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit());
+                if is_port {
+                    s.to_string()
+                } else {
+                    format!("{}:***", &s[..start + c])
+                }
+            }
             None => s.to_string(),
         }
     }
@@ -111,7 +127,8 @@ fn split_port(hostport: &str) -> Option<(&str, u16)> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// The bytes as given: `%E9` is the byte 0xE9, not U+FFFD (a password need not be UTF-8).
+fn percent_decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -131,7 +148,7 @@ fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn base64(input: &[u8]) -> String {
@@ -175,6 +192,25 @@ mod tests {
         assert_eq!(Url::redact("u:p@h:1/x"), "***@h:1/x");
         assert_eq!(Url::redact("http://u:p/q?r#s@h/x"), "http://***@h/x");
         assert_eq!(Url::redact("http://h/x"), "http://h/x");
+        assert_eq!(Url::redact("http://h:8080/x"), "http://h:8080/x");
+        assert_eq!(Url::redact("http://[::1]:80/x"), "http://[::1]:80/x");
+    }
+
+    /// Was: `http://user:secret` (no `@host`) failed with "has a bad port" and the password
+    /// in the quoted value.
+    #[test]
+    fn a_url_without_its_at_host_never_shows_the_password() {
+        assert_eq!(Url::redact("http://user:secret"), "http://user:***");
+        assert_eq!(Url::redact("http://user:se/cr?et"), "http://user:***");
+        assert_eq!(Url::redact("user:secret"), "user:***");
+        assert_eq!(Url::redact("http://[::1]:pw"), "http://[::1]:***");
+    }
+
+    /// Was: `%E9` in a password was sent as U+FFFD (EF BF BD).
+    #[test]
+    fn a_percent_encoded_non_utf8_password_byte_is_sent_as_given() {
+        let u = Url::parse("http://u:caf%E9@127.0.0.1/").unwrap();
+        assert_eq!(u.basic.as_deref(), Some(base64(b"u:caf\xE9").as_str()));
     }
 
     #[test]
