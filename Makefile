@@ -106,10 +106,17 @@ test: restore-sysctl deps
 	$(MAKE) --no-print-directory build-test-bins image image-multiarch
 	# Keeps the bench from rotting; its figures are reported, never asserted.
 	$(MAKE) --no-print-directory bench-smoke
-	CONFIG_RELOADER_BIN=$(CURDIR)/$(BIN) cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
-	$(MAKE) --no-print-directory test-arm64
+	CONFIG_RELOADER_TEST_RUN=$(TEST_RUN) CONFIG_RELOADER_BIN=$(CURDIR)/$(BIN) \
+	  cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
+	$(MAKE) --no-print-directory test-arm64 TEST_RUN=$(TEST_RUN)
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' \
 	  target/test.log target/test-arm64.log
+	scripts/leftovers.sh $(TEST_RUN)
+
+# Every process a test starts inherits CONFIG_RELOADER_TEST_RUN=TEST_RUN (testkit::tree), and
+# the run ends with scripts/leftovers.sh, which fails listing (and kills, by pid) any process
+# still carrying it. Only the test commands get it: make and that script do not carry it.
+TEST_RUN := $(shell cat /proc/sys/kernel/random/uuid)
 
 # tests/faults.rs lowers the global fs.inotify.max_queued_events to 16 for an instant and puts
 # it back from a guard; a run killed in that instant leaves 16 behind. Restore the kernel default.
@@ -302,6 +309,7 @@ test-arm64: deps-arm64 all
 	@printf '#!/bin/sh\n# Written by make test-arm64.\nexec qemu-aarch64-static %s "$$@"\n' \
 	  '$(CURDIR)/$(ARM64_BIN)' >$(QEMU_RELOADER)
 	@chmod +x $(QEMU_RELOADER)
-	CONFIG_RELOADER_BIN=$(CURDIR)/$(QEMU_RELOADER) cargo test -p config-reloader --no-fail-fast \
+	CONFIG_RELOADER_TEST_RUN=$(TEST_RUN) CONFIG_RELOADER_BIN=$(CURDIR)/$(QEMU_RELOADER) \
+	  cargo test -p config-reloader --no-fail-fast \
 	  $(addprefix --test ,$(ARM64_SUITES)) -- $(addprefix --skip ,$(ARM64_SKIP)) \
 	  2>&1 | tee target/test-arm64.log

@@ -268,6 +268,7 @@ fn prometheus_example_reloads_over_loopback_http_without_a_shared_pid_namespace(
     let dir = testkit::TempDir::new("docs-prometheus").expect("temp dir");
     let out = Command::new(bin())
         .env_clear()
+        .envs(testkit::tree::run_mark())
         .env("CONFIG_DIR", dir.path())
         .env("RELOAD_WEBHOOK_URL", url)
         .arg("--check")

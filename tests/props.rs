@@ -102,6 +102,7 @@ fn run(env: &[(&str, OsString)], args: &[OsString]) -> Outcome {
     let out_file = std::fs::File::create(&out_path).expect("stdout file");
     let mut child = Command::new(bin())
         .env_clear()
+        .envs(testkit::tree::run_mark())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .stdin(Stdio::null())
