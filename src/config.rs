@@ -49,7 +49,7 @@ const fn setting(
 /// Every setting the program understands, in the order `--help` and the README show them.
 pub const SETTINGS: &[Setting] = &[
     setting(Some("CONFIG_DIR"), "--config-dir", Some("DIR[,DIR...]"), None, "directories to watch recursively (mandatory)"),
-    setting(Some("PROCESS_NAME"), "--process-name", Some("NAME"), None, "exact process name to signal: /proc/PID/comm, or argv[0]'s basename for names over 15 bytes (mandatory unless RELOAD_WEBHOOK_URL or -- APP is given)"),
+    setting(Some("PROCESS_NAME"), "--process-name", Some("NAME"), None, "exact process name to signal: /proc/PID/comm, or for names over 15 bytes argv[0]'s basename (a #! script: the script's) (mandatory unless RELOAD_WEBHOOK_URL or -- APP is given)"),
     setting(Some("RELOAD_SIGNAL"), "--signal", Some("SIGNAL"), Some("SIGHUP"), "signal to send: SIGHUP, HUP, hup, 1, SIGUSR1, SIGRTMIN+2, ..."),
     setting(Some("RELOAD_DEBOUNCE"), "--debounce", Some("DURATION"), Some("100ms"), "quiet time after the last change before signalling: 0, 250ms, 2s"),
     setting(Some("RELOAD_MAX_DELAY"), "--max-delay", Some("DURATION"), Some("2s"), "longest wait during a never-ending stream of changes"),
