@@ -5,6 +5,8 @@
 # it). Lists each one still running with its command line, SIGKILLs it by pid, and fails.
 # Reading another UID's /proc/PID/environ needs root, as `make test` runs.
 set -u
+# Run from a marked shell, this script would find itself: drop the mark first.
+[ -z "${CONFIG_RELOADER_TEST_RUN+x}" ] || exec env -u CONFIG_RELOADER_TEST_RUN "$0" "$@"
 id=${1:?usage: leftovers.sh ID}
 mark="CONFIG_RELOADER_TEST_RUN=$id"
 found=""

@@ -94,23 +94,30 @@ impl Url {
         if let Some(at) = at {
             return format!("{}***{}", &s[..start], &after[at..]);
         }
-        // No `@` at all: `http://user:secret` lost its `@host`. What follows the authority's
-        // colon is a port only if it is one (1-5 digits, as the grammar has it); anything
-        // else may be a password, and is hidden with all that follows.
-        let colon = after[..authority_end].rfind(']').map_or(0, |b| b + 1);
-        match after[colon..authority_end].find(':').map(|c| colon + c) {
-            Some(c) => {
-                let port = &after[c + 1..authority_end];
-                let is_port =
-                    (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit());
-                if is_port {
-                    s.to_string()
-                } else {
-                    format!("{}:***", &s[..start + c])
+        // No `@` at all: `http://user:secret` lost its `@host`. A colon that is not the
+        // scheme's (followed by `/`) nor inside `[...]` is followed by a port only if that is
+        // one (1-5 digits up to `/`, `?`, `#` or the end, as the grammar has it); anything
+        // else may be a password, and is hidden with all that follows. The scheme may be
+        // mistyped (`http//`), so the whole string is searched, not the authority alone.
+        let b = s.as_bytes();
+        let mut bracket = false;
+        for (i, &c) in b.iter().enumerate() {
+            match c {
+                b'[' => bracket = true,
+                b']' => bracket = false,
+                b':' if !bracket && b.get(i + 1) != Some(&b'/') => {
+                    let run = &s[i + 1..];
+                    let port = &run[..run.find(['/', '?', '#']).unwrap_or(run.len())];
+                    let is_port =
+                        (1..=5).contains(&port.len()) && port.bytes().all(|d| d.is_ascii_digit());
+                    if !is_port {
+                        return format!("{}:***", &s[..i]);
+                    }
                 }
+                _ => {}
             }
-            None => s.to_string(),
         }
+        s.to_string()
     }
 }
 
@@ -203,6 +210,8 @@ mod tests {
         assert_eq!(Url::redact("http://user:secret"), "http://user:***");
         assert_eq!(Url::redact("http://user:se/cr?et"), "http://user:***");
         assert_eq!(Url::redact("user:secret"), "user:***");
+        assert_eq!(Url::redact("http//ops:pw1.2"), "http//ops:***");
+        assert_eq!(Url::redact("http:/u:pw"), "http:/u:***");
         assert_eq!(Url::redact("http://[::1]:pw"), "http://[::1]:***");
     }
 

@@ -392,5 +392,24 @@ mod tests {
             proptest::prop_assert_eq!(d, Duration::from_nanos(ns));
             proptest::prop_assert_eq!(poll_interval("X", &text, d).is_ok(), d >= MIN_POLL);
         }
+
+        /// For any URL with userinfo, whole or missing its `@host`, with a mistyped scheme,
+        /// host, port or path: the error line never holds the password (each starts with a
+        /// marker, so none is a port number).
+        #[test]
+        fn no_bad_url_error_line_shows_its_password(
+            scheme in proptest::sample::select(vec!["http://", "HTTP://", "https://", "http//", "http:/", "", "ftp://"]),
+            pw in "Zq9x[A-Za-z0-9._~!$&'()*+,;=%:/?#@\\[\\]-]{0,12}",
+            at in proptest::bool::ANY,
+            host in proptest::sample::select(vec!["127.0.0.1", "localhost", "[::1]", "", "prometheus", "[::1"]),
+            port in proptest::sample::select(vec!["", ":80", ":0", ":65536", ":x", ":"]),
+            path in proptest::sample::select(vec!["", "/", "/-/reload", "/a b", "/x@y", "?q=1", "#f"]),
+        ) {
+            let sep = if at { "@" } else { "" };
+            let value = format!("{scheme}ops:{pw}{sep}{host}{port}{path}");
+            if let Err(e) = url("RELOAD_WEBHOOK_URL", OsStr::new(&value)) {
+                proptest::prop_assert!(!e.0.contains("Zq9x"), "{}", e.0);
+            }
+        }
     }
 }
