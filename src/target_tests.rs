@@ -1,6 +1,7 @@
 //! Unit tests of the /proc scan: names, stat lines, roots.
 
 use super::*;
+use std::time::Duration;
 
 #[test]
 fn stat_comm_may_hold_parentheses_spaces_and_any_byte() {
@@ -123,8 +124,13 @@ fn scan_finds_a_real_child_by_name_and_never_ourselves() {
         .arg("30")
         .spawn()
         .unwrap();
-    let found = scan(b"sleep").unwrap();
     let pid = child.id() as i32;
+    // spawn returns once the child's exec released our memory, a moment before the kernel
+    // renames it (comm): scan until it is seen under its new name.
+    let found = testkit::wait_until(Duration::from_secs(5), "sleep to be found", || {
+        let found = scan(b"sleep").unwrap();
+        found.iter().any(|p| p.pid.get() == pid).then_some(found)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(found.iter().any(|p| p.pid.get() == pid), "{found:?}");

@@ -85,7 +85,11 @@ impl Url {
     /// when the authority has no `@`, everything up to the last `@` is hidden: too much rather
     /// than a password.
     pub fn redact(s: &str) -> String {
-        let start = s.find("://").map_or(0, |i| i + 3);
+        // A scheme is letters: a `://` after anything else may be inside a password.
+        let start = s
+            .find("://")
+            .filter(|&i| s[..i].bytes().all(|b| b.is_ascii_alphabetic()))
+            .map_or(0, |i| i + 3);
         let after = &s[start..];
         let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
         let at = after[..authority_end]
@@ -212,6 +216,7 @@ mod tests {
         assert_eq!(Url::redact("user:secret"), "user:***");
         assert_eq!(Url::redact("http//ops:pw1.2"), "http//ops:***");
         assert_eq!(Url::redact("http:/u:pw"), "http:/u:***");
+        assert_eq!(Url::redact("http//u:p://@h"), "***@h");
         assert_eq!(Url::redact("http://[::1]:pw"), "http://[::1]:***");
     }
 
