@@ -6,6 +6,8 @@
 #   make image-multiarch  target/oci/config-reloader-sidecar.tar: one OCI index, linux/amd64 + linux/arm64
 #   make test-arm64       the reload and fault tests against the aarch64 binary under qemu-user
 #   make run      the image next to a demo app; edit demo/config/app.conf and watch it reload
+#   make check    the fast tier for everyday work: fmt, clippy, unit tests, and the integration
+#                 tests that need neither root nor docker (CHECK_SUITES), against cargo's debug build
 #   make test     everything CI checks: fmt, clippy, static binaries, images, cargo test (incl. docker e2e),
 #                 bench-smoke, test-arm64
 #   make bench    ours vs the inotifywait | pkill shell loop, side by side (bench/results/latest.md),
@@ -111,6 +113,19 @@ test: restore-sysctl deps
 	$(MAKE) --no-print-directory test-arm64 TEST_RUN=$(TEST_RUN)
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' \
 	  target/test.log target/test-arm64.log
+	scripts/leftovers.sh $(TEST_RUN)
+
+# The integration suites that need neither root (setuid, namespaces, sysctls, FUSE) nor docker.
+CHECK_SUITES := docs entrypoint props random_ops regressions_inputs regressions_watch sending \
+                soak webhook webhook_input
+.PHONY: check
+check:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo build --quiet -p testkit --bins
+	CONFIG_RELOADER_TEST_RUN=$(TEST_RUN) cargo test --no-fail-fast -p testkit
+	CONFIG_RELOADER_TEST_RUN=$(TEST_RUN) cargo test --no-fail-fast -p config-reloader \
+	  --bin config-reloader $(addprefix --test ,$(CHECK_SUITES))
 	scripts/leftovers.sh $(TEST_RUN)
 
 # Every process a test starts inherits CONFIG_RELOADER_TEST_RUN=TEST_RUN (testkit::tree), and

@@ -13,8 +13,6 @@
 //! One thread, one blocking `ppoll` on the signalfd, the inotify fd and, while a reload request
 //! is on its way, its socket: nothing runs while nothing changes.
 
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 mod check;
 mod child;
 mod config;
