@@ -352,7 +352,12 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        // Shrunk failures are printed; no regression files are written into the tree.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2000,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
 
         /// Any `WHOLE[.FRACTION]UNIT` parses to its exact value rounded up to the nanosecond
         /// (so never to zero unless it is zero), or is refused as too long exactly when it
