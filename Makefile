@@ -9,6 +9,8 @@
 #   make test-qemu        every foreign binary under qemu-user: --version, start-up, one reload; the
 #                 whole reload and fault suites for arm64, s390x (big-endian) and ppc64le (64 KiB pages)
 #   make run      the image next to a demo app; edit demo/config/app.conf and watch it reload
+#   make check    the fast tier for everyday work: fmt, clippy, unit tests, and the integration
+#                 tests that need neither root nor docker (CHECK_SUITES), against cargo's debug build
 #   make test     everything CI checks: fmt, clippy, static binaries, images, cargo test (incl. docker e2e),
 #                 bench-smoke, test-qemu
 #   make bench    ours vs the inotifywait | pkill shell loop, side by side (bench/results/latest.md),
@@ -130,10 +132,30 @@ test: restore-sysctl deps
 	$(MAKE) --no-print-directory build-test-bins image image-multiarch
 	# Keeps the bench from rotting; its figures are reported, never asserted.
 	$(MAKE) --no-print-directory bench-smoke
-	CONFIG_RELOADER_BIN=$(CURDIR)/$(BIN) cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
-	$(MAKE) --no-print-directory test-qemu
+	CONFIG_RELOADER_TEST_RUN=$(TEST_RUN) CONFIG_RELOADER_BIN=$(CURDIR)/$(BIN) \
+	  cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
+	$(MAKE) --no-print-directory test-qemu TEST_RUN=$(TEST_RUN)
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' \
 	  target/test.log target/test-qemu.log
+	scripts/leftovers.sh $(TEST_RUN)
+
+# The integration suites that need neither root (setuid, namespaces, sysctls, FUSE) nor docker.
+CHECK_SUITES := docs entrypoint props random_ops regressions_inputs regressions_watch sending \
+                soak webhook webhook_input
+.PHONY: check
+check:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo build --quiet -p testkit --bins
+	CONFIG_RELOADER_TEST_RUN=$(TEST_RUN) cargo test --no-fail-fast -p testkit
+	CONFIG_RELOADER_TEST_RUN=$(TEST_RUN) cargo test --no-fail-fast -p config-reloader \
+	  --bin config-reloader $(addprefix --test ,$(CHECK_SUITES))
+	scripts/leftovers.sh $(TEST_RUN)
+
+# Every process a test starts inherits CONFIG_RELOADER_TEST_RUN=TEST_RUN (testkit::tree), and
+# the run ends with scripts/leftovers.sh, which fails listing (and kills, by pid) any process
+# still carrying it. Only the test commands get it: make and that script do not carry it.
+TEST_RUN := $(shell cat /proc/sys/kernel/random/uuid)
 
 # tests/faults.rs lowers the global fs.inotify.max_queued_events to 16 for an instant and puts
 # it back from a guard; a run killed in that instant leaves 16 behind. Restore the kernel default.
@@ -405,7 +427,7 @@ test-qemu: deps-qemu all
 	  q=$$(sed -n 's/^exec \([^/]*\) \/.*/\1/p' $(QEMU_DIR)/$$t/config-reloader); \
 	  echo "== $$t under $$q: $(QEMU_SUITES)" | tee -a target/test-qemu.log; \
 	  start=$$(date +%s); \
-	  CONFIG_RELOADER_BIN=$(CURDIR)/$(QEMU_DIR)/$$t/config-reloader cargo test -p config-reloader --no-fail-fast \
+	  CONFIG_RELOADER_TEST_RUN=$(TEST_RUN) CONFIG_RELOADER_BIN=$(CURDIR)/$(QEMU_DIR)/$$t/config-reloader cargo test -p config-reloader --no-fail-fast \
 	    $(addprefix --test ,$(QEMU_SUITES)) -- $(addprefix --skip ,$(QEMU_SKIP)) \
 	    2>&1 | tee -a target/test-qemu.log || status=1; \
 	  echo "== $$t: $$(( $$(date +%s) - start )) s" | tee -a target/test-qemu.log; \

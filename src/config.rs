@@ -49,7 +49,7 @@ const fn setting(
 /// Every setting the program understands, in the order `--help` and the README show them.
 pub const SETTINGS: &[Setting] = &[
     setting(Some("CONFIG_DIR"), "--config-dir", Some("DIR[,DIR...]"), None, "directories to watch recursively (mandatory)"),
-    setting(Some("PROCESS_NAME"), "--process-name", Some("NAME"), None, "exact process name to signal: /proc/PID/comm, or argv[0]'s basename for names over 15 bytes (mandatory unless RELOAD_WEBHOOK_URL or -- APP is given)"),
+    setting(Some("PROCESS_NAME"), "--process-name", Some("NAME"), None, "exact process name to signal: /proc/PID/comm, or for names over 15 bytes argv[0]'s basename (a #! script: the script's) (mandatory unless RELOAD_WEBHOOK_URL or -- APP is given)"),
     setting(Some("RELOAD_PID_FILE"), "--pid-file", Some("FILE"), None, "signal the process whose pid this file holds, read afresh at every reload (e.g. nginx's pid file on a shared emptyDir); refused when the file is older than that process (a recycled pid); with PROCESS_NAME, both must agree"),
     setting(Some("RELOAD_SIGNAL"), "--signal", Some("SIGNAL"), Some("SIGHUP"), "signal to send: SIGHUP, HUP, hup, 1, SIGUSR1, SIGRTMIN+2, ..."),
     setting(Some("RELOAD_DEBOUNCE"), "--debounce", Some("DURATION"), Some("100ms"), "quiet time after the last change in a plain directory before signalling (a kubelet update goes at its commit): 0, 250ms, 2s"),
@@ -330,7 +330,7 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
         Some((_, v)) if v.trim().eq_ignore_ascii_case("auto") => Poll::Auto,
         Some((s, v)) => match values::duration(s, v)? {
             Duration::ZERO => Poll::Off,
-            d => Poll::Every(d),
+            d => Poll::Every(values::poll_interval(s, v, d)?),
         },
     };
     let signal = raw

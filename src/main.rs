@@ -20,8 +20,6 @@
 //!
 //! One thread, one blocking `ppoll`: nothing runs while nothing changes.
 
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 mod check;
 mod child;
 mod config;

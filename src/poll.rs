@@ -321,7 +321,13 @@ mod tests {
         assert_eq!(blind(0x6969), Some("nfs"));
         assert_eq!(blind(0x0102_1994), None, "tmpfs is not blind");
         assert_eq!(blind(0xEF53), None, "ext4 is not blind");
-        let here = std::env::temp_dir();
-        assert!(needed(std::slice::from_ref(&here), &[]).is_empty() || sys::fs_type(&here).is_ok());
+        // Was `needed(..).is_empty() || fs_type(..).is_ok()`, true whatever `needed` said.
+        // A real directory is polled exactly when its filesystem is blind: the temp dir (ext4,
+        // tmpfs, overlay: none blind here) and /proc are not.
+        for here in [std::env::temp_dir(), PathBuf::from("/proc")] {
+            let fs = sys::fs_type(&here).expect("statfs of a directory that exists");
+            let want: Vec<_> = blind(fs).map(|n| (here.clone(), n)).into_iter().collect();
+            assert_eq!(needed(std::slice::from_ref(&here), &[]), want, "{here:?}");
+        }
     }
 }

@@ -263,7 +263,13 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
                 .filter(|p| child.is_none_or(|c| target::descends_from(p, c)))
                 .collect(),
             Err(e) => {
-                log.error("cannot list /proc", &[("error", e.to_string().into())]);
+                log.error(
+                    "cannot list /proc",
+                    &[
+                        ("error", e.to_string().into()),
+                        ("hint", target::list_hint(&e).into()),
+                    ],
+                );
                 return Vec::new();
             }
         },

@@ -94,6 +94,7 @@ fn send_failed(cfg: &Config, log: &Logger, p: &Process, sig: Signal, e: &std::io
         Some(libc::ESRCH) => {
             "the process exited after the scan; its successor gets the next change"
         }
+        Some(libc::EMFILE | libc::ENFILE) => crate::limits::emfile_hint(e),
         _ => "see the detail",
     };
     log.error(

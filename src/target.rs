@@ -64,25 +64,49 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat<'_>> {
     })
 }
 
-/// Whether a process with this comm (and, read lazily, argv[0]) is exactly `wanted`.
+/// Whether a process with this comm (and, read lazily, its NUL-separated cmdline) is exactly
+/// `wanted`.
 ///
 /// A comm shorter than 15 bytes is the whole name. A 15-byte comm may be a cut longer name:
-/// then argv[0]'s basename decides, so `my-long-server-2` never matches `my-long-server-`
-/// and a 27-byte name still matches. argv[0] is read only in that case.
-pub fn name_matches(wanted: &[u8], comm: &[u8], argv0: impl FnOnce() -> Option<Vec<u8>>) -> bool {
+/// then the name the program was started by decides, so `my-long-server-2` never matches
+/// `my-long-server-` and a 27-byte name still matches. That name is argv[0]'s basename, or
+/// for a `#!` script the script's (see [`script`]). The cmdline is read only in that case.
+pub fn name_matches(wanted: &[u8], comm: &[u8], cmdline: impl FnOnce() -> Option<Vec<u8>>) -> bool {
     if comm.len() < COMM_LEN {
         return comm == wanted;
     }
     if !wanted.starts_with(comm) {
         return false;
     }
-    let arg0 = argv0();
-    let base = arg0.as_deref().map(basename);
+    let cmdline = cmdline();
+    let args: Vec<&[u8]> = cmdline
+        .as_deref()
+        .map(|c| c.split(|&b| b == 0).collect())
+        .unwrap_or_default();
+    let base = args.first().map(|a| basename(a));
+    let script = script(&args, comm).map(basename);
     if wanted.len() == COMM_LEN {
-        // comm equals the name; only reject when argv[0] shows the real name is longer.
-        return !matches!(base, Some(b) if b.len() > COMM_LEN && b.starts_with(comm));
+        // comm equals the name; only reject when the started name shows it is longer.
+        let longer = |b: &[u8]| b.len() > COMM_LEN && b.starts_with(comm);
+        return !(base.is_some_and(longer) || script.is_some_and(longer));
     }
-    base == Some(wanted)
+    base == Some(wanted) || script == Some(wanted)
+}
+
+/// The script's path when `args` is the argv the kernel builds for a `#!` script: the
+/// interpreter's path (argv[0], absolute as a `#!` line gives it), the line's one optional
+/// argument (`-u`, `-e`), then the script's path as exec'd. The kernel names the process
+/// after the script, so `comm` is the cut of its name, while argv[0] names the interpreter: an
+/// argv[0] whose name starts with `comm` is the program itself, not an interpreter.
+fn script<'a>(args: &[&'a [u8]], comm: &[u8]) -> Option<&'a [u8]> {
+    let interpreter = args.first()?;
+    if !interpreter.starts_with(b"/") || basename(interpreter).starts_with(comm) {
+        return None;
+    }
+    match args.get(1)? {
+        opt if opt.starts_with(b"-") => args.get(2).copied(),
+        path => Some(path),
+    }
 }
 
 fn basename(path: &[u8]) -> &[u8] {
@@ -120,13 +144,17 @@ pub fn scan(wanted: &[u8]) -> io::Result<Vec<Process>> {
         // An error (the process exited: ENOENT/ESRCH) skips it; EINTR cannot happen, as every
         // signal we take is blocked and read from a signalfd.
         let mut comm = [0u8; 32];
-        let Ok(n) = sys::open_at(Some(proc_dir.as_fd()), &path)
+        let n = match sys::open_at(Some(proc_dir.as_fd()), &path)
             .and_then(|fd| File::from(fd).read(&mut comm))
-        else {
-            continue;
+        {
+            Ok(n) => n,
+            // Out of descriptors, every later process would be skipped too: a scan that
+            // finds nobody for that reason must not read as "no process named ...".
+            Err(e) if crate::limits::is_emfile(&e) => return Err(e),
+            Err(_) => continue,
         };
         let comm = comm[..n].strip_suffix(b"\n").unwrap_or(&comm[..n]);
-        if !name_matches(wanted, comm, || argv0(pid)) {
+        if !name_matches(wanted, comm, || cmdline(pid)) {
             continue;
         }
         let Ok(stat) = sys::read_small(&format!("/proc/{}/stat", pid.get())) else {
@@ -273,147 +301,41 @@ pub fn started_by(p: &Process, at: Instant) -> bool {
 
 /// Whether `pid` is named `wanted` now, as a scan would match it.
 pub fn is_named(pid: Pid, wanted: &[u8]) -> bool {
-    comm(pid).is_some_and(|c| name_matches(wanted, &c, || argv0(pid)))
+    comm(pid).is_some_and(|c| name_matches(wanted, &c, || cmdline(pid)))
 }
 
-fn argv0(pid: Pid) -> Option<Vec<u8>> {
+/// `/proc/PID/cmdline`: the arguments, each ended by a NUL (the last NUL dropped).
+fn cmdline(pid: Pid) -> Option<Vec<u8>> {
     let mut buf = sys::read_small(&format!("/proc/{}/cmdline", pid.get())).ok()?;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    buf.truncate(end);
+    if buf.last() == Some(&0) {
+        buf.pop();
+    }
     Some(buf)
 }
 
 /// Whether any process other than ourselves is visible: without `shareProcessNamespace` (or
-/// docker's `--pid=container:`) we are alone in our PID namespace and can signal nobody.
-pub fn others_visible() -> bool {
-    fs::read_dir("/proc").is_ok_and(|rd| {
-        rd.flatten().any(|e| {
+/// docker's `--pid=container:`) we are alone in our PID namespace and can signal nobody. An
+/// error when `/proc` cannot be listed: that says nothing about who is there.
+pub fn others_visible() -> io::Result<bool> {
+    let mut rd = fs::read_dir("/proc")?;
+    Ok(rd.any(|e| {
+        e.is_ok_and(|e| {
             parse_pid(e.file_name().as_encoded_bytes())
                 .and_then(Pid::new)
                 .is_some()
         })
-    })
+    }))
+}
+
+/// The hint for a `/proc` that cannot be listed or read.
+pub fn list_hint(e: &io::Error) -> &'static str {
+    if crate::limits::is_emfile(e) {
+        crate::limits::emfile_hint(e)
+    } else {
+        "check that /proc is mounted and readable"
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_comm_may_hold_parentheses_spaces_and_any_byte() {
-        let line = b"42 (my (weird) app) S 7 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 123456 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
-        let s = parse_stat(line).expect("parses");
-        assert_eq!(s.comm, b"my (weird) app");
-        assert_eq!((s.state, s.ppid, s.start_time), (b'S', 7, 123456));
-        assert!(parse_stat(b"42 (x) S").is_none());
-        // A comm cut in the middle of a UTF-8 character is still parsed.
-        let mut cut = b"9 (abcdefghijklmn\xc3) S 1 ".to_vec();
-        cut.extend_from_slice(&b"0 ".repeat(17));
-        cut.extend_from_slice(b"77 0");
-        let s = parse_stat(&cut).expect("parses non-UTF-8 comm");
-        assert_eq!(s.comm, b"abcdefghijklmn\xc3");
-        assert_eq!(s.start_time, 77);
-    }
-
-    #[test]
-    fn only_positive_decimal_names_are_pids() {
-        assert_eq!(parse_pid(b"1"), Some(1));
-        assert_eq!(parse_pid(b"2147483647"), Some(i32::MAX));
-        for name in [
-            &b"0"[..],
-            b"",
-            b"self",
-            b"12a",
-            b"-3",
-            b"2147483648",
-            b"99999999999",
-        ] {
-            assert_eq!(parse_pid(name), None, "{name:?}");
-        }
-    }
-
-    fn never() -> Option<Vec<u8>> {
-        panic!("argv[0] must not be read for short names")
-    }
-
-    #[test]
-    fn short_names_match_comm_exactly_never_a_prefix() {
-        assert!(name_matches(b"nginx", b"nginx", never));
-        assert!(!name_matches(b"nginx", b"nginx-exporter", never));
-        assert!(!name_matches(b"ngin", b"nginx", never));
-        assert!(!name_matches(b"nginx", b"ngin", never));
-    }
-
-    #[test]
-    fn long_names_match_argv0_basename() {
-        let name = b"my-very-long-process-name27";
-        let comm = &name[..15];
-        assert!(name_matches(name, comm, || Some(
-            b"/opt/bin/my-very-long-process-name27".to_vec()
-        )));
-        assert!(!name_matches(name, comm, || Some(
-            b"/opt/bin/my-very-long-process-other".to_vec()
-        )));
-        assert!(!name_matches(b"my-very-long-process", comm, || Some(
-            name.to_vec()
-        )));
-        assert!(!name_matches(name, comm, || None));
-        // A multi-byte character split by the 15-byte cut.
-        let wide = "abcdefghijklmné.conf".as_bytes();
-        assert!(name_matches(wide, &wide[..15], || Some(wide.to_vec())));
-    }
-
-    #[test]
-    fn a_fifteen_byte_name_is_not_a_prefix_of_a_longer_program() {
-        let wanted = b"exactly-15-char";
-        assert!(name_matches(wanted, wanted, || Some(
-            b"/usr/bin/exactly-15-char".to_vec()
-        )));
-        assert!(name_matches(wanted, wanted, || None));
-        assert!(!name_matches(wanted, wanted, || Some(
-            b"/usr/bin/exactly-15-char-and-more".to_vec()
-        )));
-    }
-
-    fn p(pid: i32, ppid: i32) -> Process {
-        Process {
-            pid: Pid::new(pid).unwrap(),
-            ppid,
-            start_time: 0,
-        }
-    }
-
-    #[test]
-    fn roots_are_matches_without_a_matching_parent() {
-        let all = vec![p(10, 1), p(11, 10), p(12, 10), p(20, 5)];
-        assert_eq!(pick_roots(all), vec![p(10, 1), p(20, 5)]);
-        assert_eq!(pick_roots(vec![p(11, 1)]), vec![p(11, 1)]);
-    }
-
-    #[test]
-    fn scan_finds_a_real_child_by_name_and_never_ourselves() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        // spawn returns once the child released our memory (vfork), which exec does before it
-        // renames the task: until then its comm is still ours.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while fs::read(format!("/proc/{pid}/comm")).unwrap() != b"sleep\n" {
-            assert!(std::time::Instant::now() < deadline, "sleep never exec'd");
-            std::thread::yield_now();
-        }
-        let found = scan(b"sleep").unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(found.iter().any(|p| p.pid.get() == pid), "{found:?}");
-        let me = fs::read("/proc/self/comm").unwrap();
-        let own = std::process::id() as i32;
-        assert!(scan(me.trim_ascii_end())
-            .unwrap()
-            .iter()
-            .all(|p| p.pid.get() != own));
-        assert!(others_visible());
-    }
-}
+#[path = "target_tests.rs"]
+mod tests;

@@ -69,7 +69,7 @@ impl Url {
         Ok(Url {
             authority: hostport.to_string(),
             path,
-            basic: userinfo.map(|u| base64(percent_decode(u).as_bytes())),
+            basic: userinfo.map(|u| base64(&percent_decode(u))),
             addrs,
         })
     }
@@ -85,16 +85,43 @@ impl Url {
     /// when the authority has no `@`, everything up to the last `@` is hidden: too much rather
     /// than a password.
     pub fn redact(s: &str) -> String {
-        let start = s.find("://").map_or(0, |i| i + 3);
+        // A scheme is letters: a `://` after anything else may be inside a password.
+        let start = s
+            .find("://")
+            .filter(|&i| s[..i].bytes().all(|b| b.is_ascii_alphabetic()))
+            .map_or(0, |i| i + 3);
         let after = &s[start..];
         let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
         let at = after[..authority_end]
             .rfind('@')
             .or_else(|| after.rfind('@'));
-        match at {
-            Some(at) => format!("{}***{}", &s[..start], &after[at..]),
-            None => s.to_string(),
+        if let Some(at) = at {
+            return format!("{}***{}", &s[..start], &after[at..]);
         }
+        // No `@` at all: `http://user:secret` lost its `@host`. A colon that is not the
+        // scheme's (followed by `/`) nor inside `[...]` is followed by a port only if that is
+        // one (1-5 digits up to `/`, `?`, `#` or the end, as the grammar has it); anything
+        // else may be a password, and is hidden with all that follows. The scheme may be
+        // mistyped (`http//`), so the whole string is searched, not the authority alone.
+        let b = s.as_bytes();
+        let mut bracket = false;
+        for (i, &c) in b.iter().enumerate() {
+            match c {
+                b'[' => bracket = true,
+                b']' => bracket = false,
+                b':' if !bracket && b.get(i + 1) != Some(&b'/') => {
+                    let run = &s[i + 1..];
+                    let port = &run[..run.find(['/', '?', '#']).unwrap_or(run.len())];
+                    let is_port =
+                        (1..=5).contains(&port.len()) && port.bytes().all(|d| d.is_ascii_digit());
+                    if !is_port {
+                        return format!("{}:***", &s[..i]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        s.to_string()
     }
 }
 
@@ -111,7 +138,8 @@ fn split_port(hostport: &str) -> Option<(&str, u16)> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// The bytes as given: `%E9` is the byte 0xE9, not U+FFFD (a password need not be UTF-8).
+fn percent_decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -131,7 +159,7 @@ fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn base64(input: &[u8]) -> String {
@@ -175,6 +203,28 @@ mod tests {
         assert_eq!(Url::redact("u:p@h:1/x"), "***@h:1/x");
         assert_eq!(Url::redact("http://u:p/q?r#s@h/x"), "http://***@h/x");
         assert_eq!(Url::redact("http://h/x"), "http://h/x");
+        assert_eq!(Url::redact("http://h:8080/x"), "http://h:8080/x");
+        assert_eq!(Url::redact("http://[::1]:80/x"), "http://[::1]:80/x");
+    }
+
+    /// Was: `http://user:secret` (no `@host`) failed with "has a bad port" and the password
+    /// in the quoted value.
+    #[test]
+    fn a_url_without_its_at_host_never_shows_the_password() {
+        assert_eq!(Url::redact("http://user:secret"), "http://user:***");
+        assert_eq!(Url::redact("http://user:se/cr?et"), "http://user:***");
+        assert_eq!(Url::redact("user:secret"), "user:***");
+        assert_eq!(Url::redact("http//ops:pw1.2"), "http//ops:***");
+        assert_eq!(Url::redact("http:/u:pw"), "http:/u:***");
+        assert_eq!(Url::redact("http//u:p://@h"), "***@h");
+        assert_eq!(Url::redact("http://[::1]:pw"), "http://[::1]:***");
+    }
+
+    /// Was: `%E9` in a password was sent as U+FFFD (EF BF BD).
+    #[test]
+    fn a_percent_encoded_non_utf8_password_byte_is_sent_as_given() {
+        let u = Url::parse("http://u:caf%E9@127.0.0.1/").unwrap();
+        assert_eq!(u.basic.as_deref(), Some(base64(b"u:caf\xE9").as_str()));
     }
 
     #[test]

@@ -149,7 +149,9 @@ pub fn signal(source: &str, value: &str) -> Result<Signal, ConfigError> {
     Ok(sig)
 }
 
-/// `0`, `250ms`, `2s`, `1.5s`, `1m`, `1h` as a duration of at most one hour.
+/// `0`, `250ms`, `2s`, `1.5s`, `1m`, `1h` as a duration of at most one hour. Exact to the
+/// nanosecond (`Duration`'s own resolution); a finer remainder rounds up, so a value that is
+/// not zero never becomes zero (which some settings read as "off").
 pub fn duration(source: &str, value: &str) -> Result<Duration, ConfigError> {
     let bad = || {
         ConfigError(format!("{source}={value:?} is not a duration; use 0 or a number with a unit, e.g. 250ms, 2s, 1.5s, 1m"))
@@ -162,11 +164,11 @@ pub fn duration(source: &str, value: &str) -> Result<Duration, ConfigError> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(bad)?;
     let (num, unit) = v.split_at(split);
-    let scale_us: u128 = match unit {
-        "ms" => 1_000,
-        "s" => 1_000_000,
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
+    let scale_ns: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         _ => return Err(bad()),
     };
     if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
@@ -175,9 +177,11 @@ pub fn duration(source: &str, value: &str) -> Result<Duration, ConfigError> {
     }
     // Integers, not f64 (its parser and printer would add some 40 KB to the binary): the value
     // is whole + digits / 10^len, exact. Fraction digits past the 18th (below 10^-18 of the
-    // unit, far below the microsecond kept) are ignored so the sum fits in a u128.
+    // unit, far below the nanosecond kept) only tell whether the rest is zero, so the sum
+    // fits in a u128.
     let (whole, fraction) = num.split_once('.').unwrap_or((num, ""));
-    let fraction = &fraction[..fraction.len().min(18)];
+    let (fraction, finer) = fraction.split_at(fraction.len().min(18));
+    let finer = finer.bytes().any(|b| b != b'0');
     let too_long = || {
         ConfigError(format!(
             "{source}={value:?} is too long; use at most 1h (60m)"
@@ -190,15 +194,39 @@ pub fn duration(source: &str, value: &str) -> Result<Duration, ConfigError> {
         fraction.parse().map_err(|_| bad())?
     };
     let denom = 10u128.pow(fraction.len() as u32);
-    // Exact, in units of 1/denom µs: compared before rounding.
-    let limit = 3_600_000_000u128 * denom;
+    // Exact, in units of 1/denom ns: compared before rounding.
+    let limit = 3_600_000_000_000u128 * denom;
     let total = whole
-        .checked_mul(scale_us)
+        .checked_mul(scale_ns)
         .and_then(|w| w.checked_mul(denom))
-        .and_then(|w| w.checked_add(digits * scale_us))
+        .and_then(|w| w.checked_add(digits * scale_ns))
         .filter(|t| *t <= limit)
         .ok_or_else(too_long)?;
-    Ok(Duration::from_micros(((total + denom / 2) / denom) as u64))
+    // Up, never down: 0.1 ns is 1 ns, not 0.
+    let ns = total.div_ceil(denom) + u128::from(finer && total % denom == 0);
+    if ns > 3_600_000_000_000 {
+        return Err(too_long());
+    }
+    Ok(Duration::from_nanos(ns as u64))
+}
+
+/// The shortest `RELOAD_POLL_INTERVAL` accepted. A poll is a walk of the polled trees' metadata:
+/// `make bench` measures 0.1 ms (a kubelet volume) to 0.5 ms (64 files) of CPU per poll, so
+/// at 10 ms polling costs at most a few percent of a core, and the bench measures at this rate.
+/// Below it the cost grows without bound, up to a busy loop at 1 µs; no filesystem publishes
+/// outside changes faster than that anyway (NFS caches attributes for 3 s or more).
+pub const MIN_POLL: Duration = Duration::from_millis(10);
+
+/// A poll interval: not below [`MIN_POLL`] (0, "never", is for the caller to take first).
+pub fn poll_interval(source: &str, value: &str, d: Duration) -> Result<Duration, ConfigError> {
+    if d < MIN_POLL {
+        return err(format!(
+            "{source}={value:?} is shorter than {} ms, the shortest poll interval accepted (polling that often is a busy loop); use 0 (never), auto, or a duration of at least {}ms, e.g. 5s",
+            MIN_POLL.as_millis(),
+            MIN_POLL.as_millis()
+        ));
+    }
+    Ok(d)
 }
 
 /// A duration that must not be zero.
@@ -277,6 +305,16 @@ mod tests {
         ] {
             assert_eq!(duration("X", s), Ok(Duration::from_micros(us)), "{s}");
         }
+        for (s, ns) in [
+            ("0.0000001s", 100),
+            ("0.0000000001s", 1),
+            ("0.0000000000000000000001s", 1),
+            ("0.001ms", 1_000),
+            ("59.99999999999999999999m", 3_600_000_000_000),
+        ] {
+            assert_eq!(duration("X", s), Ok(Duration::from_nanos(ns)), "{s}");
+        }
+        assert!(duration("X", "60.0000000000000000000001m").is_err());
         for s in [
             "100", "1d", "-1s", "ms", "1.s", ".5s", "1..2s", "2 s", "abc", "99999m", "2h", "1e3s",
         ] {
@@ -297,5 +335,104 @@ mod tests {
             process_name("PROCESS_NAME", OsStr::from_bytes(b" n\xc3 ")),
             Ok(b"n\xc3".to_vec())
         );
+    }
+
+    /// Was: `0.0000001s` (and any value under half a microsecond) became 0, which
+    /// `RELOAD_POLL_INTERVAL` reads as "never poll".
+    #[test]
+    fn a_non_zero_duration_is_never_rounded_to_zero() {
+        assert_eq!(duration("X", "0.0000001s"), Ok(Duration::from_nanos(100)));
+        assert_eq!(duration("X", "0.0004ms"), Ok(Duration::from_nanos(400)));
+        assert_eq!(
+            duration("X", "0.000000000000000000000000001h"),
+            Ok(Duration::from_nanos(1))
+        );
+    }
+
+    #[test]
+    fn poll_intervals_below_the_floor_are_refused_with_what_is_accepted() {
+        let d = duration("P", "0.001ms").unwrap();
+        let e = poll_interval("P", "0.001ms", d).unwrap_err().0;
+        assert!(e.starts_with("P=\"0.001ms\"") && e.contains("10ms"), "{e}");
+        assert_eq!(poll_interval("P", "10ms", MIN_POLL), Ok(MIN_POLL));
+    }
+
+    /// The exact value in ns, rounded up, from decimal arithmetic of its own (no 18-digit cut).
+    fn oracle(whole: u64, fraction: &str, unit_ns: u128) -> Option<u128> {
+        let k = fraction.len() as u32;
+        let digits: u128 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().ok()?
+        };
+        let scaled = (u128::from(whole) * 10u128.pow(k) + digits) * unit_ns;
+        (scaled <= 3_600_000_000_000 * 10u128.pow(k)).then(|| scaled.div_ceil(10u128.pow(k)))
+    }
+
+    proptest::proptest! {
+        // Shrunk failures are printed; no regression files are written into the tree.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2000,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Any `WHOLE[.FRACTION]UNIT` parses to its exact value rounded up to the nanosecond
+        /// (so never to zero unless it is zero), or is refused as too long exactly when it
+        /// exceeds one hour.
+        #[test]
+        fn durations_are_exact_to_the_nanosecond_and_round_up(
+            whole in proptest::prop_oneof![0u64..3, 0u64..4000],
+            fraction in "[0-9]{0,22}",
+            unit in proptest::sample::select(vec![("ms", 1_000_000u128), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)]),
+            dot in proptest::bool::ANY,
+        ) {
+            let fraction = if dot && !fraction.is_empty() { fraction } else { String::new() };
+            let text = match fraction.is_empty() {
+                true => format!("{whole}{}", unit.0),
+                false => format!("{whole}.{fraction}{}", unit.0),
+            };
+            let got = duration("X", &text);
+            match oracle(whole, &fraction, unit.1) {
+                Some(ns) => {
+                    proptest::prop_assert_eq!(&got, &Ok(Duration::from_nanos(ns as u64)), "{}", text);
+                    let nonzero = whole > 0 || fraction.bytes().any(|b| b != b'0');
+                    proptest::prop_assert_eq!(nonzero, ns > 0, "{}", text);
+                }
+                None => {
+                    let e = got.unwrap_err().0;
+                    proptest::prop_assert!(e.contains("too long"), "{}: {}", text, e);
+                }
+            }
+        }
+
+        /// Whatever the value, a poll interval below the floor is refused and one at or above
+        /// it is kept as parsed.
+        #[test]
+        fn no_poll_interval_below_the_floor_is_accepted(ns in 1u64..100_000_000) {
+            let text = format!("0.{ns:09}s");
+            let d = duration("X", &text).unwrap();
+            proptest::prop_assert_eq!(d, Duration::from_nanos(ns));
+            proptest::prop_assert_eq!(poll_interval("X", &text, d).is_ok(), d >= MIN_POLL);
+        }
+
+        /// For any URL with userinfo, whole or missing its `@host`, with a mistyped scheme,
+        /// host, port or path: the error line never holds the password (each starts with a
+        /// marker, so none is a port number).
+        #[test]
+        fn no_bad_url_error_line_shows_its_password(
+            scheme in proptest::sample::select(vec!["http://", "HTTP://", "https://", "http//", "http:/", "", "ftp://"]),
+            pw in "Zq9x[A-Za-z0-9._~!$&'()*+,;=%:/?#@\\[\\]-]{0,12}",
+            at in proptest::bool::ANY,
+            host in proptest::sample::select(vec!["127.0.0.1", "localhost", "[::1]", "", "prometheus", "[::1"]),
+            port in proptest::sample::select(vec!["", ":80", ":0", ":65536", ":x", ":"]),
+            path in proptest::sample::select(vec!["", "/", "/-/reload", "/a b", "/x@y", "?q=1", "#f"]),
+        ) {
+            let sep = if at { "@" } else { "" };
+            let value = format!("{scheme}ops:{pw}{sep}{host}{port}{path}");
+            if let Err(e) = url("RELOAD_WEBHOOK_URL", OsStr::new(&value)) {
+                proptest::prop_assert!(!e.0.contains("Zq9x"), "{}", e.0);
+            }
+        }
     }
 }

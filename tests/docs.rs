@@ -58,6 +58,64 @@ fn readme_settings() -> Vec<(String, String)> {
         .collect()
 }
 
+/// (flag, default) from `--help`: the `(default X)` that ends the line after each flag's.
+fn help_defaults() -> Vec<(String, Option<String>)> {
+    let text = help();
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let flag = format!(
+                "--{}",
+                w[0].strip_prefix("  --")?.split_whitespace().next()?
+            );
+            let default = w[1]
+                .rsplit_once("(default ")
+                .map(|(_, d)| d.trim_end_matches(')').to_string());
+            Some((flag, default))
+        })
+        .collect()
+}
+
+/// (flag, default cell) of the README's settings table, backticks dropped.
+fn readme_defaults() -> Vec<(String, String)> {
+    read("README.md")
+        .lines()
+        .filter(|l| l.starts_with("| `") || l.starts_with("| |"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let flag = cells.get(2)?.trim_matches('`');
+            flag.starts_with("--").then(|| {
+                let flag = flag.split_whitespace().next().unwrap_or(flag).to_string();
+                (
+                    flag,
+                    cells.get(3).unwrap_or(&"").trim_matches('`').to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The README's default column says what `--help` says, which a unit test of config.rs
+/// (`help_lists_every_setting_and_its_defaults_are_the_parsers`) ties to what the parser
+/// uses: a default changed in one place fails one of the two.
+#[test]
+fn readme_settings_defaults_match_help() {
+    let readme = readme_defaults();
+    for (flag, default) in help_defaults() {
+        let Some((_, cell)) = readme.iter().find(|(f, _)| *f == flag) else {
+            panic!("README table lacks {flag}");
+        };
+        match default {
+            Some(d) => assert_eq!(cell, &d, "README's default of {flag}"),
+            None => assert!(
+                cell.is_empty() || cell.starts_with("mandatory"),
+                "README gives {flag} the default {cell:?}, --help none"
+            ),
+        }
+    }
+}
+
 #[test]
 fn readme_settings_table_matches_help_exactly() {
     let help = help_settings();
@@ -290,6 +348,7 @@ fn prometheus_example_reloads_over_loopback_http_without_a_shared_pid_namespace(
     let dir = testkit::TempDir::new("docs-prometheus").expect("temp dir");
     let out = Command::new(bin())
         .env_clear()
+        .envs(testkit::tree::run_mark())
         .env("CONFIG_DIR", dir.path())
         .env("RELOAD_WEBHOOK_URL", url)
         .arg("--check")

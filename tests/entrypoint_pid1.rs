@@ -123,6 +123,7 @@ fn as_pid_1_without_an_app_orphans_that_come_to_it_are_reaped() {
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(support::bin())
         .env_clear()
+        .envs(testkit::tree::run_mark())
         .env("CONFIG_DIR", tmp.path())
         .env("PROCESS_NAME", unique_name("nobody"));
     let rel = Reloader::start_command(cmd);

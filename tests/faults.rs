@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use support::{bin, env, kv, spawn_app, write, QUIET, T};
 use testkit::kubelet::Volume;
-use testkit::recorder::{contents, Options, Recorder};
+use testkit::recorder::{contents, sigrecord_bin, Options, Program, Recorder};
 use testkit::reloader::{code, command, path_str, Reloader};
+use testkit::tree::reachable_copy;
 use testkit::{unique_name, wait_until, TempDir};
 
 /// The sidecar's UID in the tests that need a non-root sidecar; no other process uses it, so
@@ -55,12 +56,17 @@ fn shared_dir(prefix: &str) -> TempDir {
     d
 }
 
-/// [`spawn_app`]'s app, run as `uid` by `setpriv` (no supplementary groups).
+/// [`spawn_app`]'s app, run as `uid` by `setpriv` (no supplementary groups), from a copy
+/// that UID can reach (the checkout may sit under a 0700 directory).
 fn spawn_app_as(uid: u32, name: &str, read: &Path) -> Recorder {
     let id = |flag: &str| format!("--{flag}={uid}").into();
     Recorder::spawn(Options {
         name: Some(name.into()),
         read: Some(read.into()),
+        program: Some(Program {
+            path: reachable_copy(&sigrecord_bin()),
+            args: Vec::new(),
+        }),
         wrapper: vec![
             "setpriv".into(),
             id("reuid"),
@@ -84,9 +90,10 @@ fn start(dir: &Path, name: &str, extra: &[(&str, &str)]) -> Reloader {
     start_command(command(bin(), &env(dir, name, extra), &[]))
 }
 
-/// The reloader as [`SIDECAR_UID`]; std drops supplementary groups when root sets a UID.
+/// The reloader as [`SIDECAR_UID`]; std drops supplementary groups when root sets a UID. It
+/// runs a copy that UID can reach: `target/` under a 0700 parent gave "Permission denied".
 fn start_as(uid: u32, dir: &Path, name: &str, extra: &[(&str, &str)]) -> Reloader {
-    let mut cmd = command(bin(), &env(dir, name, extra), &[]);
+    let mut cmd = command(&reachable_copy(bin()), &env(dir, name, extra), &[]);
     cmd.uid(uid).gid(uid);
     start_command(cmd)
 }

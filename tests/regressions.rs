@@ -254,6 +254,7 @@ fn kernel_interfaces_are_refused_as_config_dirs_and_never_walked() {
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .env_clear()
+        .envs(testkit::tree::run_mark())
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("CONFIG_DIR", dir.path())
         .env("PROCESS_NAME", &name)

@@ -676,6 +676,7 @@ fn subpath_and_single_file_mounts_are_warned_about_at_start() {
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
     cmd.env_clear()
+        .envs(testkit::tree::run_mark())
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("CONFIG_DIR", conf.path())
         .env("PROCESS_NAME", &nobody);
@@ -709,6 +710,7 @@ fn alone_in_its_pid_namespace_it_warns_that_nobody_can_be_signalled() {
         path_str(bin()),
     ]);
     cmd.env_clear()
+        .envs(testkit::tree::run_mark())
         .env("CONFIG_DIR", dir.path())
         .env("PROCESS_NAME", &name);
     let rel = Reloader::start_command(cmd);

@@ -185,3 +185,66 @@ fn pid_1_that_sigwaits_or_blocks_sighup_is_signalled_not_refused_as_dropped() {
         assert_eq!(exit, 0, "{line}");
     }
 }
+
+// ---- A script started by its #! line ----
+
+/// Was: a `#!` script's process has the interpreter as argv[0] (`/usr/bin/python3`), so a
+/// PROCESS_NAME over 15 bytes, the script's name, matched nothing: `no process named`, and
+/// only its 15-byte cut reached it. Now the script's own name (after the interpreter and its
+/// one `#!` option) is the process's name.
+#[test]
+fn a_shebang_script_with_a_name_over_15_bytes_is_found_by_that_name() {
+    let dir = TempDir::new("shebang").unwrap();
+    fs::write(dir.join("app.conf"), "v1").unwrap();
+    let name = format!("{}-long-script", unique_name("shebang"));
+    assert!(name.len() > 15);
+    let script = dir.join(&name);
+    let python = apps::debian("/usr/bin/python3", "python3");
+    // Outside the watched directory: the script's writes are no change of configuration.
+    let out = TempDir::new("shebang-out").unwrap();
+    let got = out.join("got");
+    fs::write(
+        &script,
+        format!(
+            "#!{} -u\nimport signal, sys\n\
+             signal.signal(signal.SIGHUP, lambda *_: open(sys.argv[1], 'a').write('hup\\n'))\n\
+             open(sys.argv[1], 'a').write('ready\\n')\n\
+             while True: signal.pause()\n",
+            python.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let app = Killed(Command::new(&script).arg(&got).spawn().unwrap());
+    let lines = || fs::read_to_string(&got).unwrap_or_default();
+    testkit::wait_until(T, "the script to install its handler", || {
+        lines().contains("ready").then_some(())
+    });
+    let cmdline = fs::read(format!("/proc/{}/cmdline", app.0.id())).unwrap();
+    assert!(
+        cmdline.starts_with(python.as_os_str().as_encoded_bytes()),
+        "argv[0] is the interpreter"
+    );
+
+    let rel = Reloader::start(bin(), &env(dir.path(), &name, &[]), &[]);
+    fs::write(dir.join("app.conf"), "v2").unwrap();
+    testkit::wait_until(T, "the script to get SIGHUP", || {
+        lines().contains("hup").then_some(())
+    });
+    std::thread::sleep(QUIET);
+    assert_eq!(lines().matches("hup").count(), 1, "{}", rel.log());
+    let sent = rel.lines("info reloaded");
+    assert_eq!(
+        field(&sent[0], "pid"),
+        Some(app.0.id().to_string()),
+        "{}",
+        rel.log()
+    );
+}

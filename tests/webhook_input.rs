@@ -81,6 +81,33 @@ fn credentials_become_basic_auth_and_no_log_line_shows_them() {
     }
 }
 
+/// Was: a percent-encoded password byte that is not UTF-8 (`%E9`, Latin-1 é) was decoded
+/// lossily and sent as U+FFFD (`b3BzOmNhZu+/vQ==`): the app saw another password.
+#[test]
+fn a_percent_encoded_non_utf8_password_byte_is_sent_as_that_byte() {
+    let dir = TempDir::new("hook-latin1").unwrap();
+    let vol = Volume::create(dir.path(), &[("app.conf", b"v1")]).unwrap();
+    let server = Server::start(&[], Answer::Status(200));
+    let url = format!("http://ops:caf%E9@127.0.0.1:{}/-/reload", server.port());
+    let env = [
+        ("CONFIG_DIR", path_str(dir.path())),
+        ("RELOAD_WEBHOOK_URL", url.as_str()),
+    ];
+    let rel = Reloader::start(bin(), &env, &[]);
+    vol.update(&[("app.conf", b"v2")]).unwrap();
+    let reqs = wait_until(T, "one request", || {
+        let r = server.requests();
+        (!r.is_empty()).then_some(r)
+    });
+    // base64 of the bytes `ops:caf` 0xE9.
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some("Basic b3BzOmNhZuk="),
+        "{}",
+        rel.log()
+    );
+}
+
 #[test]
 fn the_method_and_path_are_sent_as_configured_by_env_or_flag() {
     let dir = TempDir::new("hook-method").unwrap();

@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use crate::child::{self, Child};
 use crate::config::{Config, Targets};
+use crate::limits;
 use crate::listen::Listener;
 use crate::log::{self, Logger};
 use crate::metrics::{Metrics, Tally, Watching};
@@ -44,6 +45,12 @@ use sources::{Event, Signals, Sources};
 /// Sets up, then runs the loop; the exit code.
 pub fn serve(cfg: &Config) -> ExitCode {
     let log = Logger::new(cfg.log_format, cfg.verbose);
+    // Before anything is opened: short of descriptors, every walk and scan would fail later,
+    // each looking like something else (an unreadable file, no process of that name).
+    if let Some(line) = limits::fd_shortage() {
+        log.error(&line, &[]);
+        return ExitCode::from(1);
+    }
     // Blocked before anything else, so a SIGTERM during start-up waits in the signalfd.
     let signals = match Signals::new() {
         Ok(s) => s,
@@ -70,8 +77,12 @@ pub fn serve(cfg: &Config) -> ExitCode {
     // The baseline is taken before the app starts, so the app never misses a change; the
     // watches are armed in the same walk. The warnings come after: nothing waits for them.
     let reloads = Reloads::start(cfg, &mut watcher, mounts, &log);
-    if cfg.command.is_empty() && cfg.process_name.is_some() && !target::others_visible() {
-        log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]);
+    if cfg.command.is_empty() && cfg.process_name.is_some() {
+        match target::others_visible() {
+            Ok(true) => {}
+            Ok(false) => log.warn("no other process is visible in /proc", &[("hint", "in Kubernetes set shareProcessNamespace: true on the pod; with docker use --pid=container:APP (compose: pid: \"service:APP\"), or run the app as config-reloader -- APP".into())]),
+            Err(e) => log.warn("cannot list /proc to see whether other processes are visible", &[("error", e.to_string().into()), ("hint", target::list_hint(&e).into())]),
+        }
     }
     mounts::warn_pinned(&cfg.dirs, mounts, &log);
     let listener = match cfg.listen.map(Listener::bind).transpose() {

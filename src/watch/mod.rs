@@ -107,6 +107,10 @@ impl Watcher {
     /// The content itself is watched by the first walk. Fails only if inotify is unavailable.
     pub fn new(roots: &[PathBuf], log: &Logger) -> Result<Watcher, String> {
         let inotify = Inotify::init().map_err(|e| match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) if crate::limits::out_of_fds() => format!(
+                "cannot create an inotify instance: {}",
+                crate::limits::emfile_hint(&e)
+            ),
             Some(libc::EMFILE) => {
                 let (name, now) = crate::limits::inotify("instances");
                 format!("cannot create an inotify instance: too many instances for this user (EMFILE); raise {name} (now {now}), shared by every container of this UID on the node")

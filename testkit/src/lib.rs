@@ -11,6 +11,8 @@
 //! - [`reloader`]: runs the real `config-reloader` binary and reads its log lines.
 //! - [`wait_until`]: wait for a condition with a deadline instead of sleeping.
 //! - [`TempDir`]: a unique directory removed on drop.
+//! - [`tree`]: process trees a test must end, the mark of a test run's processes, copies of
+//!   binaries another UID can run.
 //! - [`unique_name`]: a process name no other test run on this host uses.
 
 pub mod apps;
@@ -24,6 +26,7 @@ pub mod runtimes;
 mod sys;
 mod tempdir;
 mod time;
+pub mod tree;
 mod wait;
 
 pub use names::unique_name;

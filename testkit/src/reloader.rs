@@ -93,7 +93,8 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         })
 }
 
-/// Builds a config-reloader command with a clean environment (only PATH is kept), so the
+/// Builds a config-reloader command with a clean environment (only PATH and the run mark of
+/// [`crate::tree::run_mark`] are kept), so the
 /// settings of the developer's shell never leak into a test.
 pub fn command(bin: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
@@ -101,6 +102,7 @@ pub fn command(bin: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }
+    cmd.envs(crate::tree::run_mark());
     cmd.envs(
         env.iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v))),
@@ -223,7 +225,14 @@ impl Reloader {
 }
 
 impl Drop for Reloader {
+    /// Ends the reloader and whatever it started (`-- APP` and the app's own children): killed
+    /// alone, it left them to init, still running long after the test.
     fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        if let Ok(None) = self.child.try_wait() {
+            let _ = crate::kill(pid, libc::SIGSTOP);
+            crate::tree::kill_descendants(pid);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

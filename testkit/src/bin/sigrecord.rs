@@ -459,10 +459,8 @@ mod sys {
     pub fn pipe() -> io::Result<(i32, i32)> {
         let mut fds = [0; 2];
         // SAFETY: fds has room for the two descriptors pipe2 writes.
-        check(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
-            "pipe2",
-        )?;
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+        check(rc, "pipe2")?;
         Ok((fds[0], fds[1]))
     }
 
