@@ -174,17 +174,17 @@ clean:
 	@docker image prune -f $(PRUNE_OLD) >/dev/null
 	rm -rf demo
 
-# ---- bench (issue 6): ours vs `inotifywait -m -r … | while read; do pkill -HUP -x …; done` ----
+# ---- bench: ours vs `inotifywait -m -r … | while read; do pkill -HUP -x …; done` ----
 #   make bench        full run, a few minutes; table on stdout, bench/results/latest.{md,json}
 #   make bench-smoke  the same with small counts, a few seconds (target/bench-smoke/)
 # Figures are reported, never asserted. The bench crate is no default member: `cargo test` skips it.
-# `make bench` also measures (issue 10), each right after ours in every scenario:
+# `make bench` also measures, each right after ours in every scenario:
 # - before: BEFORE_REV, the last no_std commit, built as it shipped (static musl release, its
 #   .cargo/config.toml -lc link flag) from a temporary git worktree, removed again after the
 #   build; its cargo target dir (target/before/) is kept, so a rebuild only recompiles the crate;
 # - tiny: `make tiny`'s binary, if there is one (make bench does not build it).
 # bench-smoke measures ours only and builds neither.
-# Figure 9 (issue 20): RELOAD_LISTEN_ADDRESS off and on side by side (idle VmRSS, CPU per
+# Figure 9: RELOAD_LISTEN_ADDRESS off and on side by side (idle VmRSS, CPU per
 # update) and the CPU of one /metrics scrape.
 .PHONY: bench bench-smoke deps-bench bench-before
 BEFORE_REV := e9aced9
@@ -212,7 +212,7 @@ bench-smoke: deps-bench build-test-bins
 	cargo build -p bench
 	target/debug/bench --smoke
 
-# ---- tiny (issue 10): the same source, with std rebuilt for size by nightly ----
+# ---- tiny: the same source, with std rebuilt for size by nightly ----
 #   make tiny   target/tiny/…/config-reloader and config-reloader-sidecar:tiny, then checks its
 #               budgets: binary ≤ 192 KiB, idle VmHWM ≤ 512 KiB. Not part of `make test`.
 # - -Z build-std=std,panic_abort compiles std with the flags below instead of linking rustup's
@@ -271,7 +271,7 @@ tiny: deps-tiny
 	[ "$$image" -le $(TINY_MAX_BYTES) ] || { echo "make tiny: image over budget: $$image > $(TINY_MAX_BYTES) bytes" >&2; exit 1; }; \
 	[ "$$hwm" -le $(TINY_MAX_HWM) ] || { echo "make tiny: idle VmHWM over budget: $$hwm > $(TINY_MAX_HWM) KiB" >&2; exit 1; }
 
-# ---- soak (issue 5): kubelet updates, each awaited, against the static release binary ----
+# ---- soak: kubelet updates, each awaited, against the static release binary ----
 #   make soak   10,000 updates (SOAK_UPDATES=N to change); fds, VmRSS/VmHWM, signals per update
 .PHONY: soak
 soak: all
@@ -433,5 +433,5 @@ test-qemu: deps-qemu all
 	  echo "== $$t: $$(( $$(date +%s) - start )) s" | tee -a target/test-qemu.log; \
 	done; exit $${status:-0}
 
-# The name issue 12 gave it.
+# The name it had while only arm64 ran under qemu.
 test-arm64: test-qemu

@@ -1,9 +1,9 @@
 //! What a reload's outcome is, in one place: plain data, decided without a kernel.
 //!
 //! A reload is one real change handed to the app. It is made of steps, each of which the
-//! configuration may leave out: `validate` (a command run before, issue 21), `signal` (each
+//! configuration may leave out: `validate` (a command run before), `signal` (each
 //! chosen target took the signal: sent, not refused, no send error), `request` (the reload
-//! URL answered 2xx) and `confirm` (the app was seen to apply it, issue 21). The reload
+//! URL answered 2xx) and `confirm` (the app was seen to apply it). The reload
 //! succeeded when every step it has succeeded; while one is still pending (a request on its
 //! way) it has no outcome yet. A change that finds nobody to reload (no process, every target
 //! refused) failed: the app runs an old config, and it stays failed until a later reload

@@ -1,8 +1,9 @@
 //! After a settle: walk the trees (arming watches and fingerprinting in one pass), decide
 //! whether what the app reads changed, and if so signal every target that can take it.
 //!
-//! This is where the loop's decisions meet the syscalls; each decision is a plain function in
-//! the module below it (`fingerprint`, `target`, `signal`).
+//! This is where the loop's decisions meet the syscalls: the walk (`fingerprint`), the scan
+//! (`target`, `pidfile`), the verdict and the send (`retry`). The hold/missing/unchanged
+//! decision is still written inline in [`Reloads::settled`], interleaved with its logging.
 
 use std::path::PathBuf;
 use std::time::Instant;

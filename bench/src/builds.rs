@@ -1,4 +1,4 @@
-//! Other builds of our binary, measured next to the current one (issue 10): "before" is the
+//! Other builds of our binary, measured next to the current one: "before" is the
 //! last `no_std` commit, built by `make bench` from a temporary git worktree; "tiny" is
 //! `make tiny` (nightly, `build-std`, immediate-abort panics). Each goes through the same
 //! scenario function as ours, right after ours, so the columns share the machine's state.

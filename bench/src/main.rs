@@ -1,6 +1,6 @@
 //! `make bench`: config-reloader against the shell loop
 //! `inotifywait -m -r … DIR | while read -r _; do pkill -HUP -x NAME; done`, in one run on
-//! this machine, side by side with ratios (issue 6). `--smoke` is the same with small counts,
+//! this machine, side by side with ratios. `--smoke` is the same with small counts,
 //! a few seconds, to keep the bench from rotting.
 //!
 //! The figures are reported, never asserted: machines are shared and noisy, so the budgets are
@@ -751,7 +751,7 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
         plan.scan
     ));
     let per = |u: &Updates| u.cpu_ns as f64 / 1e6 / u.signals.len().max(1) as f64;
-    // Issue 10: the std port may cost at most 1.2× the no_std build's CPU and scan time.
+    // Budget: the std port may cost at most 1.2× the no_std build's CPU and scan time.
     let within = |ours: f64, before: Option<f64>| before.map(|b| ours <= 1.2 * b);
     rows.push(Row {
         fig: 5,
@@ -842,7 +842,7 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
             metric: format!("{dirs} directories: exec → ready, median"),
             unit: "ms",
             ours: Val::num(ready(&o)),
-            // Issue 10: no slower than the inotifywait baseline measured in the same run.
+            // Budget: no slower than the inotifywait baseline measured in the same run.
             budget: big.then(|| "≤ baseline".into()),
             met: big.then(|| ready(&o) <= ready(&bs)),
             baseline: Val::num(ready(&bs)),
@@ -879,7 +879,7 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
         Ok(fs::metadata(&p.reloader).map_or(0, |m| m.len()))
     })?;
     let image = |i: Option<u64>| i.map_or(Val::text("not built"), kib);
-    // Issue 10: the stable musl binary and its image within 640 KiB.
+    // Budget: the stable musl binary and its image within 640 KiB.
     let budget = 640;
     rows.push(Row {
         fig: 7,
@@ -931,14 +931,14 @@ fn bench(plan: &Plan, paths: &Paths, builds: &Builds, out: &Path) -> Result<(), 
             .into(),
     );
 
-    // 8. Polling (issue 14), in its own module.
+    // 8. Polling, in its own module.
     progress("8. polling: CPU per poll, wake-ups with auto on disk and FUSE, FUSE latency");
     let (poll_rows, poll_notes, poll_raw) = polling::figure(paths, plan.smoke)?;
     rows.extend(poll_rows);
     notes.extend(poll_notes);
     raw.extend(poll_raw);
 
-    // 9. The metrics listener (issue 20), in its own module.
+    // 9. The metrics listener, in its own module.
     progress("9. metrics: idle RSS, CPU per update with the listener off and on, CPU per scrape");
     let (metric_rows, metric_notes) = metrics::figure(paths, plan.updates, plan.updates * 10)?;
     rows.extend(metric_rows);

@@ -1,4 +1,4 @@
-//! Figure 9 (issue 20): what `RELOAD_LISTEN_ADDRESS` costs. Ours with the listener off and
+//! Figure 9: what `RELOAD_LISTEN_ADDRESS` costs. Ours with the listener off and
 //! on, side by side: idle VmRSS (read as figure 3 reads it), CPU per update (a series of
 //! kubelet updates as in figure 1, schedstat CPU over the series ÷ updates), and the CPU of
 //! one scrape (`GET /metrics` over loopback, schedstat CPU over many ÷ their number). The

@@ -1,4 +1,4 @@
-//! Figure 8 (issue 14): what polling costs, and what it buys where inotify is blind.
+//! Figure 8: what polling costs, and what it buys where inotify is blind.
 //!
 //! - CPU per poll: ours with `RELOAD_POLL_INTERVAL=10ms` on a kubelet volume and on a 1 MiB
 //!   plain directory, on the scratch directory's disk. Its schedstat CPU over a window, minus

@@ -54,7 +54,7 @@ impl Val {
 /// One line of the table.
 #[derive(Clone, Debug, Default)]
 pub struct Row {
-    /// Figure number of issue 6 (1-7).
+    /// Figure number (1-9).
     pub fig: u8,
     /// What is measured.
     pub metric: String,

@@ -16,7 +16,7 @@ use crate::procfs::{self, Usage};
 /// The process name both contestants signal (`PROCESS_NAME`, `pkill -x`): the sigrecord target.
 pub const APP: &str = "benchapp";
 
-/// The baseline, verbatim from issue 6; `$1` is the directory, `$2` the process name.
+/// The baseline, the shell loop the other sidecars amount to; `$1` is the directory, `$2` the process name.
 pub const BASELINE_SCRIPT: &str =
     "inotifywait -m -r -e modify,create,delete,move,close_write \"$1\" \
 | while read -r _; do pkill -HUP -x \"$2\"; done";

@@ -1,4 +1,4 @@
-//! The measurements of issue 6, one function each. Each sets up its own volume and target,
+//! The measurements, one function each. Each sets up its own volume and target,
 //! runs one contestant, and returns plain numbers; `report` turns them into the table.
 //!
 //! Timing is by CLOCK_MONOTONIC on both sides: the kubelet writer stamps the commit (the
@@ -274,7 +274,7 @@ pub fn idle(paths: &Paths, period: Duration) -> Result<(Idle, Idle), String> {
 const AFTER_START: Duration = Duration::from_millis(200);
 
 /// Ours alone on a one-key volume, its figures read as [`idle`] reads them: for the other
-/// builds' VmRSS and VmHWM (issue 10), which need no idle period.
+/// builds' VmRSS and VmHWM, which need no idle period.
 pub fn at_rest(paths: &Paths) -> Result<Usage, String> {
     let s = Setup::new()?;
     let running = s.start(paths, Tool::Ours, &[])?;

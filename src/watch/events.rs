@@ -6,7 +6,8 @@ use inotify::EventMask;
 
 use crate::names;
 
-/// Why an event may mean new content; for verbose logs.
+/// Why an event may mean new content: it opens (or keeps open) the settle, re-plans polling
+/// where a directory came or went, and names the event in the debug line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
     /// `..data` was replaced: a kubelet atomic update was committed.
@@ -24,7 +25,7 @@ pub enum Change {
     Removed,
     /// An entry was renamed in or out.
     Renamed,
-    /// A subdirectory appeared; the next walk watches it.
+    /// A subdirectory appeared: the watcher arms it and every directory below it at once.
     DirAdded,
     /// A configured directory went away.
     DirGone,

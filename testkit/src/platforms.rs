@@ -1,4 +1,4 @@
-//! The six platforms `make` builds (issue 23): for each, its Rust target, its Docker/OCI
+//! The six platforms `make` builds: for each, its Rust target, its Docker/OCI
 //! platform, how its binary is run here (natively, or under which qemu-user and options) and
 //! the ELF header its binary must carry. One table, so that the image test, the footprint test
 //! and the smoke test of every binary agree with the Makefile's PLATFORM_TARGETS.
