@@ -4,7 +4,7 @@
 //! `index.json` names one image index with a linux/amd64, arm64, arm/v7, ppc64le, s390x and
 //! riscv64 image (`testkit::platforms`). These tests read it as a registry client would
 //! (skopeo, then the blobs themselves, each checked against its digest), look inside each layer
-//! at the ELF header of the binary (and its size: 640 KiB per architecture, issue 10), and run
+//! at the ELF header of the binary (and its size: `testkit::SIZE_BUDGET_KIB` per architecture), and run
 //! each foreign one under qemu-user.
 
 use std::fs;
@@ -19,8 +19,8 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 /// `make image-multiarch` writes it.
 const ARCHIVE: &str = "target/oci/config-reloader-sidecar.tar";
-/// Binary and image (per platform) size budget, issue 10.
-const SIZE_BUDGET: u64 = 640 * 1024;
+/// Binary and image (per platform) size budget.
+const SIZE_BUDGET: u64 = testkit::SIZE_BUDGET_KIB * 1024;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -146,8 +146,9 @@ impl Layout {
         let size = layer.len() as u64;
         assert!(
             size <= SIZE_BUDGET,
-            "{} layer is {size} bytes, over 640 KiB",
-            str_of(&config["architecture"])
+            "{} layer is {size} bytes, over {} KiB",
+            str_of(&config["architecture"]),
+            testkit::SIZE_BUDGET_KIB
         );
         let tgz = self.dir.join("layer.tar.gz");
         fs::write(&tgz, &layer).expect("write layer");
@@ -301,8 +302,9 @@ fn each_image_is_scratch_nonroot_same_labels_and_holds_its_own_static_binary() {
         assert!(!interp, "{arch} binary wants a dynamic loader (PT_INTERP)");
         assert!(
             bin.len() as u64 <= SIZE_BUDGET,
-            "{arch} binary is {} bytes, over 640 KiB",
-            bin.len()
+            "{arch} binary is {} bytes, over {} KiB",
+            bin.len(),
+            testkit::SIZE_BUDGET_KIB
         );
         let built = p.binary();
         assert!(

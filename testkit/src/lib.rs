@@ -2,6 +2,7 @@
 //!
 //! - [`apps`]: other targets: `sigwaiter` (sigwait apps), Python scripts, Debian's tini and
 //!   dumb-init under a name of the test's choosing.
+//! - [`SIZE_BUDGET_KIB`]: what the binary and its image may weigh.
 //! - [`fuse`]: a bindfs (FUSE) view of a directory, whose outside writes inotify cannot see.
 //! - [`kubelet`]: a writer that updates a directory exactly like the kubelet's atomic writer
 //!   (same syscalls, same order), see `docs/kubelet-volumes.md`.
@@ -16,6 +17,7 @@
 //! - [`unique_name`]: a process name no other test run on this host uses.
 
 pub mod apps;
+mod budget;
 pub mod fuse;
 pub mod kubelet;
 mod names;
@@ -29,6 +31,7 @@ mod time;
 pub mod tree;
 mod wait;
 
+pub use budget::SIZE_BUDGET_KIB;
 pub use names::unique_name;
 pub use sys::{kill, monotonic_ns};
 pub use tempdir::TempDir;
