@@ -23,6 +23,7 @@
 mod check;
 mod child;
 mod config;
+mod confirm;
 mod fingerprint;
 mod limits;
 mod log;
@@ -38,6 +39,7 @@ mod signal;
 mod sys;
 mod target;
 mod url;
+mod validate;
 mod values;
 mod verdict;
 mod watch;

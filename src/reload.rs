@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::{Config, Targets};
+use crate::confirm;
 use crate::fingerprint::{self, Cut, Fingerprint, Report};
 use crate::limits;
 use crate::log::Logger;
@@ -19,10 +20,20 @@ use crate::target::{self, Process};
 use crate::verdict::{self, Verdict};
 use crate::watch::{Unwatched, Watcher};
 
+/// What a settle leads to when the content changed.
+pub enum Next {
+    /// Signalled.
+    Signalled(Signalled),
+    /// A validation command must pass before this content is applied ([`Reloads::apply`]).
+    Validate(Fingerprint),
+}
+
 /// A change that was signalled.
 pub struct Signalled {
     /// The targets refused for now that waiting may lift.
     pub refused: Vec<Process>,
+    /// The targets signalled, for the confirmation.
+    pub sent: Vec<confirm::Watched>,
     /// When the settle fired.
     pub at: Instant,
 }
@@ -90,7 +101,7 @@ impl Reloads {
     /// A settle that opened at `first` is due: hold it while an update is still being written,
     /// else fingerprint and, if the content changed, signal the targets (`child`: the app we
     /// run, if any). `Some` when the content changed: the caller hands the refusals to its
-    /// `Retry`, then sends the reload request.
+    /// `Retry`, then sends the reload request; with a validation command, it validates first.
     pub fn settled(
         &mut self,
         cfg: &Config,
@@ -99,7 +110,7 @@ impl Reloads {
         watcher: &mut Watcher,
         settle: &mut Settle,
         log: &Logger,
-    ) -> Option<Signalled> {
+    ) -> Option<Next> {
         let now = Instant::now();
         if let Some(until) = watcher.sed_hold(now, cfg.max_delay) {
             log.debug("a sed temp file is not renamed yet; waiting", &[]);
@@ -133,9 +144,24 @@ impl Reloads {
             }
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
+        if cfg.validate.is_some() {
+            return Some(Next::Validate(fp));
+        }
+        Some(Next::Signalled(self.apply(cfg, fp, child, log, now)))
+    }
+
+    /// Applies content `fp` (validated, or without a validation command): signals the targets.
+    pub fn apply(
+        &mut self,
+        cfg: &Config,
+        fp: Fingerprint,
+        child: Option<Pid>,
+        log: &Logger,
+        at: Instant,
+    ) -> Signalled {
         self.last = Some(fp);
-        let refused = signal_all(cfg, child, log, now);
-        Some(Signalled { refused, at: now })
+        let (refused, sent) = signal_all(cfg, child, log, at);
+        Signalled { refused, sent, at }
     }
 }
 
@@ -202,11 +228,23 @@ pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, 
 }
 
 /// Signals every target that can take the signal; `started` is when the settle fired. Returns
-/// the refused targets that waiting may lift.
-fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) -> Vec<Process> {
+/// the refused targets that waiting may lift, and those signalled (with what the confirmation
+/// must know of them from just before the send).
+fn signal_all(
+    cfg: &Config,
+    child: Option<Pid>,
+    log: &Logger,
+    started: Instant,
+) -> (Vec<Process>, Vec<confirm::Watched>) {
     let mut refused = Vec::new();
+    let mut sent = Vec::new();
     for (p, verdict) in targets(cfg, child, log) {
-        if retry::deliver(cfg, log, &p, &verdict, started, 1) == Outcome::Refused {
+        let before = confirm::before(cfg.confirm, &p);
+        let outcome = retry::deliver(cfg, log, &p, &verdict, started, 1);
+        if outcome == Outcome::Sent {
+            sent.push(before);
+        }
+        if outcome == Outcome::Refused {
             let again = verdict.handling.retried() && !cfg.retry_for.is_zero();
             retry::refuse(cfg, log, &p, &verdict, again);
             if again {
@@ -214,7 +252,7 @@ fn signal_all(cfg: &Config, child: Option<Pid>, log: &Logger, started: Instant) 
             }
         }
     }
-    refused
+    (refused, sent)
 }
 
 /// The directories of a walk that `--check` reports: every real directory of each tree.

@@ -26,15 +26,17 @@ use std::time::Instant;
 
 use crate::child::{self, Child};
 use crate::config::{Config, Targets};
+use crate::confirm::Confirm;
 use crate::log::{self, Logger};
 use crate::mounts;
 use crate::poll::{self, Poll, Poller};
-use crate::reload::{self, Reloads};
+use crate::reload::{self, Next, Reloads, Signalled};
 use crate::retry::{self, Retry};
 use crate::settle::Settle;
 use crate::signal::Signal;
 use crate::sys;
 use crate::target;
+use crate::validate::{Validated, Validation, Validator};
 use crate::watch::{Change, Watcher};
 use crate::webhook::Webhook;
 use sources::{Event, Signals, Sources};
@@ -99,6 +101,13 @@ pub fn serve(cfg: &Config) -> ExitCode {
             request,
             settle: Settle::new(cfg.debounce, cfg.max_delay),
             retry: Retry::default(),
+            validate: cfg.validate.clone().map(Validator::new),
+            confirm: Confirm::new(
+                cfg.confirm,
+                cfg.confirm_timeout,
+                cfg.process_name.clone(),
+                cfg.name(),
+            ),
         },
         reloads,
         child,
@@ -219,8 +228,15 @@ impl Daemon<'_> {
             }
             Event::Settled(first) => {
                 let s = &mut self.sources;
+                // Whatever it was checking may be stale now; the walk below decides afresh.
+                if let Some(v) = &mut s.validate {
+                    if v.cancel() {
+                        self.log
+                            .debug("a newer settle cancels the validation in flight", &[]);
+                    }
+                }
                 let child = self.child.map(|c| c.pid);
-                let signalled = self.reloads.settled(
+                let next = self.reloads.settled(
                     self.cfg,
                     first,
                     child,
@@ -228,11 +244,15 @@ impl Daemon<'_> {
                     &mut s.settle,
                     &self.log,
                 );
-                if let Some(done) = signalled {
-                    s.retry.replace(done.refused, done.at, self.cfg);
-                    if let Some(w) = &mut s.request {
-                        w.request(Instant::now(), &self.log);
+                match next {
+                    Some(Next::Signalled(done)) => self.signalled(done),
+                    Some(Next::Validate(fp)) => {
+                        let v = s.validate.as_mut()?;
+                        if let Some(failed) = v.start(fp, first, &self.log) {
+                            self.validated(failed);
+                        }
                     }
+                    None => {}
                 }
                 None
             }
@@ -240,20 +260,56 @@ impl Daemon<'_> {
                 self.sources.retry.due(self.cfg, now, &self.log);
                 None
             }
+            Event::Validated(v) => {
+                self.validated(v);
+                None
+            }
+            // Each failure is logged by `confirm`; the reload's outcome takes them from here.
+            Event::Confirmed(seen) => {
+                if seen.iter().all(|c| c.ok()) {
+                    self.log.debug("reload applied", &[]);
+                }
+                None
+            }
         }
+    }
+
+    /// A change was signalled: the refusals to retry, the reload request, the confirmation.
+    fn signalled(&mut self, done: Signalled) {
+        let s = &mut self.sources;
+        s.confirm.watch(done.sent, done.at, &self.log);
+        s.retry.replace(done.refused, done.at, self.cfg);
+        if let Some(w) = &mut s.request {
+            w.request(Instant::now(), &self.log);
+        }
+    }
+
+    /// A validation ended: passed, the content it checked is applied, unless a newer change
+    /// is already settling (its own validation decides); else nothing is sent (its error line
+    /// is logged). The reload's outcome takes `v.validation` from here.
+    fn validated(&mut self, v: Validated) {
+        if self.stopping || v.validation != Validation::Passed {
+            return;
+        }
+        if self.sources.settle.deadline().is_some() {
+            self.log.debug(
+                "validation passed, but a newer change is settling; it is validated in turn",
+                &[],
+            );
+            return;
+        }
+        let child = self.child.map(|c| c.pid);
+        let done = self
+            .reloads
+            .apply(self.cfg, v.fp, child, &self.log, v.settled);
+        self.signalled(done);
     }
 
     /// One signal; `Some(exit code)` when we are done.
     fn on_signal(&mut self, sig: Signal) -> Option<ExitCode> {
         match (sig.0, self.child) {
             (libc::SIGTERM | libc::SIGINT, _) => self.stop(sig),
-            (libc::SIGCHLD, None) => {
-                // PID 1 of a container whose orphans come to us: reap them, every one, since
-                // the SIGCHLDs of children that die together merge into one.
-                while let Ok(Some(_)) = sys::reap_any() {}
-                None
-            }
-            (libc::SIGCHLD, Some(app)) => self.reap(app),
+            (libc::SIGCHLD, app) => self.reap(app),
             (s, Some(app)) if child::forwards(s) => {
                 self.log.info(
                     "forwarding signal to the app",
@@ -283,7 +339,13 @@ impl Daemon<'_> {
         let pending = self.sources.settle.cancel();
         let in_flight = self.sources.request.as_mut().is_some_and(Webhook::cancel);
         let retrying = self.sources.retry.cancel();
-        let pending = if pending || in_flight || retrying {
+        let validating = self
+            .sources
+            .validate
+            .as_mut()
+            .is_some_and(Validator::cancel);
+        self.sources.confirm.cancel();
+        let pending = if pending || in_flight || retrying || validating {
             "dropped"
         } else {
             "none"
@@ -310,26 +372,33 @@ impl Daemon<'_> {
         None
     }
 
-    /// SIGCHLD with an app: reaps every exited child; the app's exit code once it exited.
-    fn reap(&self, app: Child) -> Option<ExitCode> {
-        match app.reap() {
-            Ok(Some(exit)) => {
-                let code = child::code(exit);
-                self.log.info(
-                    "app exited",
-                    &[
-                        ("pid", app.pid.get().into()),
-                        ("exit_code", i64::from(code).into()),
-                    ],
-                );
-                Some(ExitCode::from(code))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                let error = e.to_string().into();
-                self.log.error("reaping failed", &[("error", error)]);
-                None
+    /// SIGCHLD: reaps every exited child, telling the app, the validation command and orphans
+    /// apart (without an app: PID 1 of a container, or the validation command's parent); the
+    /// app's exit code once it exited.
+    fn reap(&mut self, app: Option<Child>) -> Option<ExitCode> {
+        let reaped = child::reap_all(app.map(|a| a.pid));
+        if let Some(e) = reaped.error {
+            let error = e.to_string().into();
+            self.log.error("reaping failed", &[("error", error)]);
+        }
+        for (pid, exit) in reaped.others {
+            let v = self.sources.validate.as_mut();
+            match v.and_then(|v| v.exited(pid, exit, &self.log)) {
+                Some(done) => self.validated(done),
+                None => self.log.debug("reaped an orphan", &[("pid", pid.into())]),
             }
         }
+        let (app, exit) = (app?, reaped.app?);
+        // An app that exits on the reload signal: the confirmation says so before we go.
+        self.sources.confirm.died(app.pid, &self.log);
+        let code = child::code(exit);
+        self.log.info(
+            "app exited",
+            &[
+                ("pid", app.pid.get().into()),
+                ("exit_code", i64::from(code).into()),
+            ],
+        );
+        Some(ExitCode::from(code))
     }
 }

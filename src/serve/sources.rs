@@ -13,12 +13,14 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::confirm::{Confirm, Confirmation};
 use crate::log::Logger;
 use crate::poll::Poller;
 use crate::retry::Retry;
 use crate::settle::Settle;
 use crate::signal::{self, Signal};
 use crate::sys::{self, Interest, Ready};
+use crate::validate::{Validated, Validator};
 use crate::watch::{Change, Watcher};
 use crate::webhook::Webhook;
 
@@ -35,6 +37,10 @@ pub enum Event {
     Settled(Instant),
     /// Targets refused at the last change are due to be judged again.
     RetryDue,
+    /// The validation command timed out (its exit comes through the SIGCHLD arm instead).
+    Validated(Validated),
+    /// Checks after the last reload concluded (each already logged).
+    Confirmed(Vec<Confirmation>),
 }
 
 /// One thing the loop waits on.
@@ -60,6 +66,8 @@ pub struct Sources {
     pub request: Option<Webhook>,
     pub settle: Settle,
     pub retry: Retry,
+    pub validate: Option<Validator>,
+    pub confirm: Confirm,
 }
 
 impl Sources {
@@ -74,6 +82,8 @@ impl Sources {
             &mut self.request,
             &mut self.settle,
             &mut self.retry,
+            &mut self.validate,
+            &mut self.confirm,
         ]
     }
 
@@ -245,7 +255,32 @@ impl Source for Retry {
     }
 }
 
-/// A source that is configured or not (the reload URL).
+impl Source for Validator {
+    fn interest(&self) -> Option<Interest<'_>> {
+        Validator::interest(self)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Validator::deadline(self)
+    }
+
+    fn ready(&mut self, ready: Ready, now: Instant, log: &Logger) -> Option<Event> {
+        self.advance(ready, now, log).map(Event::Validated)
+    }
+}
+
+impl Source for Confirm {
+    fn deadline(&self) -> Option<Instant> {
+        Confirm::deadline(self)
+    }
+
+    fn ready(&mut self, _: Ready, now: Instant, log: &Logger) -> Option<Event> {
+        let done = self.due(now, log);
+        (!done.is_empty()).then_some(Event::Confirmed(done))
+    }
+}
+
+/// A source that is configured or not (the reload URL, the validation command).
 impl<S: Source> Source for Option<S> {
     fn interest(&self) -> Option<Interest<'_>> {
         self.as_ref()?.interest()
