@@ -60,7 +60,11 @@ fn broken_config_is_never_signalled(s: &Server, signal: &str, quoted: &str) {
     assert_eq!(rel.lines("error").len(), 1, "{}", rel.log());
     // nginx exits 0 on SIGTERM, haproxy 143: either way the reloader passes it on and ends.
     let code = testkit::reloader::code(rel.terminate());
-    assert!(code == 0 || code == 128 + libc::SIGTERM, "{code}\n{}", rel.log());
+    assert!(
+        code == 0 || code == 128 + libc::SIGTERM,
+        "{code}\n{}",
+        rel.log()
+    );
 }
 
 #[test]
