@@ -220,18 +220,18 @@ impl Confirm {
                 log.debug("reload confirmed", &fields(vec![("took_ms", took)]));
             }
             Confirmation::Died => log.error(
-                &format!("{name} died after the reload signal: the reload failed"),
+                &format!("reload failed: {name} died after the reload signal"),
                 &fields(vec![("hint", "the app exits on this signal or on the new config; see its log, or check RELOAD_SIGNAL".into())]),
             ),
             Confirmation::Replaced { by } => log.error(
-                &format!("{name} was replaced after the reload signal: restarted, not reloaded"),
+                &format!("reload failed: {name} was replaced after the reload signal (restarted, not reloaded)"),
                 &fields(vec![
                     ("new_pid", by.get().into()),
                     ("hint", "the app restarted (a crash on the new config, or a supervisor); see its log".into()),
                 ]),
             ),
             Confirmation::KeptWorkers => log.error(
-                &format!("{name} kept its workers: the config was probably rejected; see its error log"),
+                &format!("reload failed: {name} kept its workers: the config was probably rejected; see its error log"),
                 &fields(vec![("timeout", log::seconds(self.timeout).into())]),
             ),
         }

@@ -171,6 +171,14 @@ impl Daemon<'_> {
         if let Some(w) = &self.sources.request {
             fields.push(("webhook", w.shown().into()));
         }
+        if let Some(v) = &cfg.validate {
+            fields.push(("validate", v.argv[0].as_str().into()));
+        }
+        match cfg.confirm {
+            crate::confirm::Mode::Alive => {}
+            crate::confirm::Mode::Workers => fields.push(("confirm", "workers".into())),
+            crate::confirm::Mode::Off => fields.push(("confirm", "off".into())),
+        }
         if let Some(c) = &self.child {
             fields.push(("child", c.pid.get().into()));
         }
