@@ -4,6 +4,7 @@
 //! that exits in its reload handler is reported by `RELOAD_CONFIRM=alive`, as a sidecar and
 //! as our child.
 
+mod poll_common;
 mod servers;
 mod support;
 
@@ -199,5 +200,47 @@ fn a_validation_command_that_is_not_found_is_a_one_line_error_at_start_up() {
     assert!(
         err.contains("RELOAD_VALIDATE_COMMAND") && err.contains("no-such-check"),
         "{err}"
+    );
+}
+
+/// A confirmation still pending never holds the next change, a newer reload replaces it (one
+/// line, for the latest), and once it concluded the loop sleeps with no timer at all.
+#[test]
+fn a_pending_confirmation_never_delays_the_next_change_and_wakes_nothing_once_concluded() {
+    let tmp = TempDir::new("confirm-pending").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    let conf = dir.join("app.conf");
+    write(&conf, "v1");
+    let name = unique_name("pendapp");
+    // sigrecord forks no workers: `workers` waits its whole timeout, then reports them kept.
+    let app = spawn_app(&name, &conf);
+    let extra = [
+        ("RELOAD_CONFIRM", "workers"),
+        ("RELOAD_CONFIRM_TIMEOUT", "2s"),
+    ];
+    let rel = start(&dir, &name, &extra);
+    write(&conf, "v2");
+    app.wait_received(1, T);
+    let written = testkit::monotonic_ns();
+    write(&conf, "v3");
+    let got = app.wait_received(2, T);
+    let after_ms = (got[1].t_ns - written) / 1_000_000;
+    assert!(after_ms < 1000, "the second change took {after_ms} ms");
+    assert_eq!(testkit::recorder::contents(&got), ["v2", "v3"]);
+
+    rel.wait_lines("error reload failed:", 1, T);
+    std::thread::sleep(QUIET);
+    let kept = rel.lines("error reload failed:");
+    assert_eq!(kept.len(), 1, "{}", rel.log());
+    assert!(kept[0].contains("kept its workers"), "{}", kept[0]);
+
+    poll_common::await_idle(rel.pid());
+    let before = poll_common::switches(rel.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        poll_common::switches(rel.pid()),
+        before,
+        "woke up with nothing pending"
     );
 }
