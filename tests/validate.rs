@@ -244,3 +244,61 @@ fn a_pending_confirmation_never_delays_the_next_change_and_wakes_nothing_once_co
         "woke up with nothing pending"
     );
 }
+
+/// The validator's stdin is `/dev/null` and its output a socket we read, never the app's (or
+/// our) terminal or pipes; its environment is ours, which with `-- APP` is the app's. A
+/// failure's line carries its exit status and what it printed.
+#[test]
+fn the_validator_gets_the_environment_but_not_the_stdin_or_stdout_of_the_app() {
+    let tmp = TempDir::new("validate-fds").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    let conf = dir.join("app.conf");
+    write(&conf, "v1");
+    let name = unique_name("fdsapp");
+    let app = spawn_app(&name, &conf);
+    let check = "sh -c 'readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; echo \"mark=$MARK\"; exit 3'";
+    let extra = [("RELOAD_VALIDATE_COMMAND", check), ("MARK", "from-env")];
+    let rel = start(&dir, &name, &extra);
+    write(&conf, "v2");
+    let line = rel.wait_lines("error validation failed", 1, T);
+    let output = testkit::reloader::field(&line[0], "output").expect(&line[0]);
+    let shown: Vec<&str> = output.split(" | ").collect();
+    assert_eq!(shown[0], "/dev/null", "{}", line[0]);
+    assert!(shown[1].starts_with("socket:["), "{}", line[0]);
+    assert_eq!(shown[1], shown[2], "one socket for stdout and stderr");
+    assert_eq!(shown[3], "mark=from-env");
+    assert!(line[0].contains("status=\"exit 3\""), "{}", line[0]);
+    std::thread::sleep(QUIET);
+    assert!(app.received().is_empty());
+}
+
+/// A validator that prints megabytes is read as it writes (it never blocks on a full socket
+/// and times out), and its line keeps only the first lines of it.
+#[test]
+fn a_chatty_validator_is_read_as_it_writes_and_its_line_stays_short() {
+    let tmp = TempDir::new("validate-chatty").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    let conf = dir.join("app.conf");
+    write(&conf, "v1");
+    let name = unique_name("chatapp");
+    let app = spawn_app(&name, &conf);
+    let check = "sh -c 'yes \"an error line of the validator\" | head -c 4000000; exit 1'";
+    let extra = [
+        ("RELOAD_VALIDATE_COMMAND", check),
+        ("RELOAD_VALIDATE_TIMEOUT", "20s"),
+    ];
+    let rel = start(&dir, &name, &extra);
+    write(&conf, "v2");
+    let line = rel.wait_lines("error validation failed", 1, T);
+    assert!(line[0].len() < 1024, "{} bytes: {}", line[0].len(), line[0]);
+    assert!(
+        line[0].contains("an error line of the validator | an error"),
+        "{}",
+        line[0]
+    );
+    assert!(rel.lines("error validation timed out").is_empty());
+    std::thread::sleep(QUIET);
+    assert!(app.received().is_empty());
+}
