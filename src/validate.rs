@@ -53,6 +53,28 @@ pub enum Validation {
     NotStarted { error: String },
 }
 
+impl Validation {
+    /// Why the reload fails, for its outcome; `None` when it passed.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Validation::Passed => None,
+            Validation::Failed {
+                exit: Exit::Code(c),
+                ..
+            } => Some(format!("validation failed (exit {c})")),
+            Validation::Failed {
+                exit: Exit::Signal(s),
+                ..
+            } => Some(format!("validation failed (signal {s})")),
+            Validation::TimedOut { after } => Some(format!(
+                "validation timed out after {}",
+                log::seconds(*after)
+            )),
+            Validation::NotStarted { .. } => Some("validation could not start".to_string()),
+        }
+    }
+}
+
 /// Splits `s` into words at whitespace; single and double quotes group (and are removed),
 /// nothing else is special. `Err`: a quote left open.
 pub fn split(s: &str) -> Result<Vec<String>, char> {
@@ -368,6 +390,26 @@ mod tests {
         let ok = parse("X", "sh -c 'exit 0'", Duration::ZERO).unwrap();
         assert!(ok.program.ends_with("sh"));
         assert_eq!(ok.argv, ["sh", "-c", "exit 0"]);
+    }
+
+    #[test]
+    fn only_a_pass_is_no_failure() {
+        assert_eq!(Validation::Passed.failure(), None);
+        let failed = Validation::Failed {
+            exit: Exit::Code(1),
+            output: String::new(),
+        };
+        assert_eq!(
+            failed.failure().as_deref(),
+            Some("validation failed (exit 1)")
+        );
+        let slow = Validation::TimedOut {
+            after: Duration::from_secs(30),
+        };
+        assert_eq!(
+            slow.failure().as_deref(),
+            Some("validation timed out after 30s")
+        );
     }
 
     #[test]

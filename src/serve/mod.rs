@@ -36,7 +36,7 @@ use crate::settle::Settle;
 use crate::signal::Signal;
 use crate::sys;
 use crate::target;
-use crate::validate::{Validated, Validation, Validator};
+use crate::validate::{Validated, Validator};
 use crate::watch::{Change, Watcher};
 use crate::webhook::Webhook;
 use sources::{Event, Signals, Sources};
@@ -274,7 +274,7 @@ impl Daemon<'_> {
             }
             // Each failure is logged by `confirm`; the reload's outcome takes them from here.
             Event::Confirmed(seen) => {
-                if seen.iter().all(|c| c.ok()) {
+                if seen.iter().all(|c| c.failure().is_none()) {
                     self.log.debug("reload applied", &[]);
                 }
                 None
@@ -296,7 +296,11 @@ impl Daemon<'_> {
     /// is already settling (its own validation decides); else nothing is sent (its error line
     /// is logged). The reload's outcome takes `v.validation` from here.
     fn validated(&mut self, v: Validated) {
-        if self.stopping || v.validation != Validation::Passed {
+        if self.stopping {
+            return;
+        }
+        if let Some(why) = v.validation.failure() {
+            self.log.debug("not reloading", &[("reason", why.into())]);
             return;
         }
         if self.sources.settle.deadline().is_some() {
