@@ -28,6 +28,8 @@ use crate::values::{err, ConfigError};
 pub const HEAD: usize = 4096;
 /// At most this many of its lines are logged.
 const LINES: usize = 10;
+/// Reads of its output per wake-up (64 KiB).
+const READS: usize = 16;
 
 /// A checked validation command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,9 +294,11 @@ impl Validator {
 }
 
 /// Reads what is there, keeping the first [`HEAD`] bytes; drops the socket at EOF or error.
+/// At most [`READS`] reads: a writer faster than us must not keep the loop from its signals.
 fn drain(r: &mut Running) {
     let mut buf = [0u8; 4096];
-    while let Some(out) = &mut r.out {
+    for _ in 0..READS {
+        let Some(out) = &mut r.out else { return };
         match out.read(&mut buf) {
             Ok(0) => r.out = None,
             Ok(n) => {

@@ -302,3 +302,39 @@ fn a_chatty_validator_is_read_as_it_writes_and_its_line_stays_short() {
     std::thread::sleep(QUIET);
     assert!(app.received().is_empty());
 }
+
+/// A validator that writes without end (`yes`) still times out and a stop is still acted on:
+/// each wake-up reads a bounded amount of its output, then the loop goes on.
+#[test]
+fn a_validator_that_floods_its_output_still_times_out_and_stops() {
+    let tmp = TempDir::new("validate-flood").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    let conf = dir.join("app.conf");
+    write(&conf, "v1");
+    let name = unique_name("floodapp");
+    let flood = unique_name("flood");
+    let _guard = Guard(flood.clone());
+    let yes = link_as(tmp.path(), &flood, &debian("/usr/bin/yes", "coreutils"));
+    let app = spawn_app(&name, &conf);
+    let check = format!("{} flood", yes.display());
+    let extra = [
+        ("RELOAD_VALIDATE_COMMAND", check.as_str()),
+        ("RELOAD_VALIDATE_TIMEOUT", "500ms"),
+    ];
+    let mut rel = start(&dir, &name, &extra);
+    write(&conf, "v2");
+    rel.wait_lines("error validation timed out", 1, T);
+    write(&conf, "v3");
+    wait_until(T, "the second validation", || {
+        (named(&flood).len() == 1).then_some(())
+    });
+    let stopped = Instant::now();
+    rel.signal(libc::SIGTERM);
+    assert!(rel.wait_exit(T).success(), "{}", rel.log());
+    assert!(stopped.elapsed() < Duration::from_secs(2));
+    wait_until(T, "no validator left", || {
+        named(&flood).is_empty().then_some(())
+    });
+    assert!(app.received().is_empty());
+}
