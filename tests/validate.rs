@@ -338,3 +338,46 @@ fn a_validator_that_floods_its_output_still_times_out_and_stops() {
     });
     assert!(app.received().is_empty());
 }
+
+/// Kills and reaps a child on drop, before the guards of what it may restart.
+struct Supervisor(std::process::Child);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An app that a supervisor restarts after it exits on the signal runs under a new pid:
+/// restarted, not reloaded, and `alive` says so, naming the new pid.
+#[test]
+fn an_app_restarted_by_its_supervisor_after_the_signal_is_reported_as_replaced() {
+    let tmp = TempDir::new("confirm-replaced").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    write(&dir.join("app.conf"), "v1");
+    let name = unique_name("restart");
+    let _guard = Guard(name.clone());
+    let argv = dies_on_hup(&tmp, &name);
+    let supervisor = Command::new("sh")
+        .args(["-c", "while true; do \"$@\"; done", "sh"])
+        .args(&argv)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _supervisor = Supervisor(supervisor);
+    await_ready(&tmp);
+    let first = wait_until(T, "the app", || named(&name).first().copied());
+    let rel = start(&dir, &name, &[]);
+    write(&dir.join("app.conf"), "v2");
+    let line = rel.wait_lines("error reload failed:", 1, T);
+    assert!(
+        line[0].contains("was replaced after the reload signal"),
+        "{}",
+        line[0]
+    );
+    assert!(line[0].contains(&format!("pid={first}")), "{}", line[0]);
+    let new = testkit::reloader::field(&line[0], "new_pid").expect(&line[0]);
+    assert_ne!(new, first.to_string());
+}
