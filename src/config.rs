@@ -10,10 +10,12 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::confirm;
 use crate::log::LogFormat;
 use crate::poll::Poll;
 use crate::signal::Signal;
 use crate::url::Url;
+use crate::validate::{self, Validate};
 use crate::values::{self, err, ConfigError};
 
 /// One setting: its env var (if any), its flag, a metavariable for values, default and help.
@@ -64,6 +66,10 @@ pub const SETTINGS: &[Setting] = &[
     setting(Some("RELOAD_FORCE"), "--force", None, Some("false"), "signal whatever the verdict: no handler, only a mask, a runtime's catch-all handler, the signal ignored (it may die)"),
     setting(Some("RELOAD_TRUST_HANDLER"), "--trust-handler", None, Some("false"), "take the catch-all handler of a Go, JVM or Ruby runtime as the app's: set it when the app really reloads on the signal (signal.Notify, sun.misc.Signal.handle, Signal.trap)"),
     setting(Some("RELOAD_RETRY_FOR"), "--retry-for", Some("DURATION"), Some("60s"), "how long a refused signal is retried, with backoff, for an app that may yet take it (still starting, between two sigwaits, blocking for a moment); 0: never"),
+    setting(Some("RELOAD_VALIDATE_COMMAND"), "--validate-command", Some("COMMAND"), None, "run before each reload, e.g. \"nginx -t -q\": words split at spaces, quotes group, the first looked up in PATH; any exit but 0 (or running past the timeout) cancels that reload"),
+    setting(Some("RELOAD_VALIDATE_TIMEOUT"), "--validate-timeout", Some("DURATION"), Some("30s"), "how long the validation command may run before its process group is killed and the reload is failed"),
+    setting(Some("RELOAD_CONFIRM"), "--confirm", Some("alive|workers|off"), Some("alive"), "after a signal, alive: the target is still the same process 1s later; workers: it started new child processes (nginx, haproxy -W, apache2, php-fpm, gunicorn); off: no check"),
+    setting(Some("RELOAD_CONFIRM_TIMEOUT"), "--confirm-timeout", Some("DURATION"), Some("10s"), "how long workers waits for new child processes before it reports the reload failed"),
     setting(Some("VERBOSE"), "--verbose", None, Some("false"), "log every event considered (true/1)"),
     setting(Some("LOG_FORMAT"), "--log-format", Some("text|json"), Some("text"), "one line per event on stderr, as key=value text or JSON"),
     setting(None, "--check", None, None, "validate, print what would be watched and how each matching process would take the signal, exit 0 (ok) or 1"),
@@ -128,6 +134,12 @@ pub struct Config {
     pub command: Vec<OsString>,
     /// Where `/metrics` and `/healthz` are served; `None`: no port is opened.
     pub listen: Option<std::net::SocketAddr>,
+    /// The command run before each reload, if any.
+    pub validate: Option<Validate>,
+    /// What is checked after a signal.
+    pub confirm: confirm::Mode,
+    /// How long `workers` waits.
+    pub confirm_timeout: Duration,
 }
 
 impl Config {
@@ -379,6 +391,28 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
             None => return err(format!("{s}={v:?} is not an address to listen on; use :PORT, IPv4:PORT or [IPv6]:PORT, e.g. :9533 (no host names)")),
         },
     };
+    let validate_timeout = match raw.text("--validate-timeout")? {
+        None => Duration::from_secs(30),
+        Some((s, v)) => values::positive(s, v, values::duration(s, v)?)?,
+    };
+    let validate = raw
+        .text("--validate-command")?
+        .map(|(s, v)| validate::parse(s, v, validate_timeout))
+        .transpose()?;
+    let confirm = raw
+        .text("--confirm")?
+        .map_or(Ok(confirm::Mode::Alive), |(s, v)| {
+            use confirm::Mode::*;
+            values::choice(
+                s,
+                v,
+                &[("alive", Alive), ("workers", Workers), ("off", Off)],
+            )
+        })?;
+    let confirm_timeout = match raw.text("--confirm-timeout")? {
+        None => Duration::from_secs(10),
+        Some((s, v)) => values::positive(s, v, values::duration(s, v)?)?,
+    };
     Ok(Config {
         dirs,
         listen,
@@ -397,6 +431,9 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
         webhook,
         poll,
         command,
+        validate,
+        confirm,
+        confirm_timeout,
     })
 }
 

@@ -19,6 +19,7 @@
 //! we run, and `-- APP` means the same thing in every set-up.
 
 mod sources;
+mod steps;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,18 +27,20 @@ use std::time::Instant;
 
 use crate::child::{self, Child};
 use crate::config::{Config, Targets};
+use crate::confirm::{self, Confirm};
 use crate::limits;
 use crate::listen::Listener;
 use crate::log::{self, Logger};
 use crate::metrics::{Metrics, Tally, Watching};
 use crate::mounts;
 use crate::poll::{self, Poll, Poller};
-use crate::reload::{self, Reloads, Settled};
+use crate::reload::{self, Reloads};
 use crate::retry::{self, Retry};
 use crate::settle::Settle;
 use crate::signal::Signal;
 use crate::sys;
 use crate::target;
+use crate::validate::Validator;
 use crate::watch::{Change, Watcher};
 use crate::webhook::Webhook;
 use sources::{Event, Signals, Sources};
@@ -125,6 +128,13 @@ pub fn serve(cfg: &Config) -> ExitCode {
             retry: Retry::default(),
             mounts: mount_watch,
             listener,
+            validate: cfg.validate.clone().map(Validator::new),
+            confirm: Confirm::new(
+                cfg.confirm,
+                cfg.confirm_timeout,
+                cfg.process_name.clone(),
+                cfg.name(),
+            ),
         },
         tally: Tally::new(metrics),
         reloads,
@@ -201,6 +211,14 @@ impl Daemon<'_> {
         }
         if let Some(w) = &self.sources.request {
             fields.push(("webhook", w.shown().into()));
+        }
+        if let Some(v) = &cfg.validate {
+            fields.push(("validate", v.argv[0].as_str().into()));
+        }
+        match cfg.confirm {
+            confirm::Mode::Alive => {}
+            confirm::Mode::Workers => fields.push(("confirm", "workers".into())),
+            confirm::Mode::Off => fields.push(("confirm", "off".into())),
         }
         if let Some(c) = &self.child {
             fields.push(("child", c.pid.get().into()));
@@ -286,45 +304,25 @@ impl Daemon<'_> {
                 None
             }
             Event::Settled(due) => {
-                let s = &mut self.sources;
-                let child = self.child.map(|c| c.pid);
-                let signalled = self.reloads.settled(
-                    self.cfg,
-                    &due,
-                    child,
-                    &mut s.inotify,
-                    &mut s.settle,
-                    &self.log,
-                );
-                match signalled {
-                    Settled::Waiting => {}
-                    Settled::Unchanged => self.tally.metrics.unchanged(),
-                    Settled::Changed { reload, retry } => {
-                        s.settle.reloaded(&due, reload.started);
-                        if due.paced {
-                            self.log.info(
-                                "coalesced changes into one reload",
-                                &[
-                                    ("changes", u64::from(due.changes).into()),
-                                    ("min_interval", log::seconds(self.cfg.min_interval).into()),
-                                ],
-                            );
-                        }
-                        s.retry
-                            .replace(retry, reload.started, reload.fingerprint, self.cfg);
-                        self.tally.changed(reload, s.request.as_mut(), &self.log);
-                    }
-                }
+                self.settled(due);
                 None
             }
             Event::RetryDue => {
                 if let Some(r) = self.sources.retry.due(self.cfg, now, &self.log) {
-                    self.tally.retried(&r, &self.log);
+                    self.tally.retried(r, &self.log);
                 }
                 None
             }
             Event::RequestEnded(d) => {
                 self.tally.ended(d, &self.log);
+                None
+            }
+            Event::Validated(v) => {
+                self.validated(*v);
+                None
+            }
+            Event::Confirmed(step) => {
+                self.tally.confirmed(step, &self.log);
                 None
             }
         }
@@ -348,13 +346,7 @@ impl Daemon<'_> {
     fn on_signal(&mut self, sig: Signal) -> Option<ExitCode> {
         match (sig.0, self.child) {
             (libc::SIGTERM | libc::SIGINT, _) => self.stop(sig),
-            (libc::SIGCHLD, None) => {
-                // PID 1 of a container whose orphans come to us: reap them, every one, since
-                // the SIGCHLDs of children that die together merge into one.
-                while let Ok(Some(_)) = sys::reap_any() {}
-                None
-            }
-            (libc::SIGCHLD, Some(app)) => self.reap(app),
+            (libc::SIGCHLD, app) => self.reap(app),
             (s, Some(app)) if child::forwards(s) => {
                 self.log.info(
                     "forwarding signal to the app",
@@ -384,7 +376,14 @@ impl Daemon<'_> {
         let pending = self.sources.settle.cancel();
         let in_flight = self.sources.request.as_mut().is_some_and(Webhook::cancel);
         let retrying = self.sources.retry.cancel();
-        let pending = if pending || in_flight || retrying {
+        let validating = self
+            .sources
+            .validate
+            .as_mut()
+            .is_some_and(Validator::cancel);
+        // The reload it was confirming stays unfinished, as one whose request was cancelled.
+        self.sources.confirm.cancel();
+        let pending = if pending || in_flight || retrying || validating {
             "dropped"
         } else {
             "none"
@@ -409,28 +408,5 @@ impl Daemon<'_> {
         );
         let _ = app.forward(sig.0);
         None
-    }
-
-    /// SIGCHLD with an app: reaps every exited child; the app's exit code once it exited.
-    fn reap(&self, app: Child) -> Option<ExitCode> {
-        match app.reap() {
-            Ok(Some(exit)) => {
-                let code = child::code(exit);
-                self.log.info(
-                    "app exited",
-                    &[
-                        ("pid", app.pid.get().into()),
-                        ("exit_code", i64::from(code).into()),
-                    ],
-                );
-                Some(ExitCode::from(code))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                let error = e.to_string().into();
-                self.log.error("reaping failed", &[("error", error)]);
-                None
-            }
-        }
     }
 }
