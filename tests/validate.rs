@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use servers::{named, Guard};
+use servers::{await_ready, dies_on_hup, named, Guard};
 use support::{bin, spawn_app, start, write, QUIET, T};
 use testkit::apps::{debian, link_as};
 use testkit::reloader::{command, path_str, Reloader};
@@ -111,23 +111,6 @@ fn sigterm_during_validation_kills_it_and_exits_at_once_sending_nothing() {
         named(&sleeper).is_empty().then_some(())
     });
     assert!(app.received().is_empty());
-}
-
-/// python3, named `name`, that exits 0 in its SIGHUP handler.
-fn dies_on_hup(tmp: &TempDir, name: &str) -> Vec<String> {
-    let py = link_as(tmp.path(), name, &debian("/usr/bin/python3", "python3"));
-    let script = "import signal, sys, time\n\
-                  signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))\n\
-                  open(sys.argv[1], 'w').close()\n\
-                  time.sleep(1000)\n";
-    let ready = tmp.join("ready").display().to_string();
-    vec![py.display().to_string(), "-c".into(), script.into(), ready]
-}
-
-fn await_ready(tmp: &TempDir) {
-    wait_until(T, "the app's handler", || {
-        tmp.join("ready").exists().then_some(())
-    });
 }
 
 #[test]

@@ -227,3 +227,21 @@ impl Drop for Guard {
         }
     }
 }
+
+/// python3, named `name`, that exits 0 in its SIGHUP handler.
+pub fn dies_on_hup(tmp: &TempDir, name: &str) -> Vec<String> {
+    let py = link_as(tmp.path(), name, &debian("/usr/bin/python3", "python3"));
+    let script = "import signal, sys, time\n\
+                  signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))\n\
+                  open(sys.argv[1], 'w').close()\n\
+                  time.sleep(1000)\n";
+    let ready = tmp.join("ready").display().to_string();
+    vec![py.display().to_string(), "-c".into(), script.into(), ready]
+}
+
+/// Waits until the app of [`dies_on_hup`] has its handler in place.
+pub fn await_ready(tmp: &TempDir) {
+    wait_until(Duration::from_secs(10), "the app's handler", || {
+        tmp.join("ready").exists().then_some(())
+    });
+}
