@@ -6,7 +6,7 @@
 //! poll timer, the reload request, the settle) and acts on what each reports.
 //!
 //! Data flows through the modules in this order: `serve` (the loop), `config` (env + flags →
-//! `Config`, with `values`), `check` (`--check`), `reload` (what a settle leads to),
+//! `Config`, with `settings`, the table, and `values`), `check` (`--check`), `reload` (what a settle leads to),
 //! `validate` (the command run before a reload), `confirm` (whether the target took it),
 //! `names` (which names are content), `watch` (inotify events → "may have changed", with `events` for
 //! what one event means and `rearm` for configured paths that vanish or are re-pointed),
@@ -39,6 +39,7 @@ mod reload;
 mod retry;
 mod runtime;
 mod serve;
+mod settings;
 mod settle;
 mod signal;
 mod stop;

@@ -18,10 +18,10 @@
 //! only warn (as tini does): the app's orphans are then re-parented to us and reaped, wherever
 //! we run, and `-- APP` means the same thing in every set-up.
 
+mod polling;
 mod sources;
 mod steps;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -30,10 +30,9 @@ use crate::config::{Config, Targets};
 use crate::confirm::{self, Confirm};
 use crate::limits;
 use crate::listen::Listener;
-use crate::log::{self, Logger};
+use crate::log::Logger;
 use crate::metrics::{Metrics, Tally, Watching};
 use crate::mounts;
-use crate::poll::{self, Poll, Poller};
 use crate::reload::{self, Reloads};
 use crate::retry::{self, Retry};
 use crate::settle::Settle;
@@ -76,7 +75,7 @@ pub fn serve(cfg: &Config) -> ExitCode {
     // The poll's first stamps come before the baseline: a change landing between the two is
     // then in the baseline or found by the first poll. Taken after, it was in the stamps only,
     // and on a blind filesystem nothing else would ever report it.
-    let poll = poller(cfg, mounts, &log);
+    let poll = polling::poller(cfg, mounts, &log);
     // The baseline is taken before the app starts, so the app never misses a change; the
     // watches are armed in the same walk. The warnings come after: nothing waits for them.
     let reloads = Reloads::start(cfg, &mut watcher, mounts, &log);
@@ -145,33 +144,6 @@ pub fn serve(cfg: &Config) -> ExitCode {
         d.announce();
     }
     d.run()
-}
-
-/// The poll timer `cfg.poll` asks for; one `info polling` line per polled directory.
-fn poller(cfg: &Config, mounts: &[mounts::Mount], log: &Logger) -> Poller {
-    let plan = poll::plan(cfg.poll, &cfg.dirs, mounts);
-    log_polling(&plan, &plan.dirs, log);
-    Poller::new(
-        plan.every,
-        plan.dirs,
-        mounts::kernel_devs(mounts),
-        Instant::now(),
-    )
-}
-
-/// One `info polling` line per directory of `dirs` (all or part of `plan`'s).
-fn log_polling(plan: &poll::Plan, dirs: &[(PathBuf, &'static str)], log: &Logger) {
-    for (dir, fs) in dirs {
-        log.info(
-            "polling",
-            &[
-                ("dir", dir.as_path().into()),
-                ("fs", (*fs).into()),
-                ("interval", log::seconds(plan.every).into()),
-                ("reason", plan.reason.into()),
-            ],
-        );
-    }
 }
 
 /// The loop's state: its sources, what it remembers between reloads, the app.
@@ -325,20 +297,6 @@ impl Daemon<'_> {
                 self.tally.confirmed(step, &self.log);
                 None
             }
-        }
-    }
-
-    /// With `auto` polling, re-detects which directories need it (a FUSE mounted since, a
-    /// directory re-armed onto another filesystem).
-    fn replan_polling(&mut self, now: Instant) {
-        if self.cfg.poll == Poll::Auto {
-            // Only a newly polled directory is logged: a deleted subdirectory re-arms too, and
-            // must neither repeat the lines nor restart the timer.
-            let mounts = self.sources.mounts.mounts();
-            let plan = poll::plan(Poll::Auto, &self.cfg.dirs, mounts);
-            let kernel = mounts::kernel_devs(mounts);
-            let added = self.sources.poll.replan(plan.dirs.clone(), kernel, now);
-            log_polling(&plan, &added, &self.log);
         }
     }
 
