@@ -364,3 +364,33 @@ fn an_app_restarted_by_its_supervisor_after_the_signal_is_reported_as_replaced()
     let new = testkit::reloader::field(&line[0], "new_pid").expect(&line[0]);
     assert_ne!(new, first.to_string());
 }
+
+/// Regression: with `-- APP`, an app that exits while a validation runs ended the reloader
+/// and left the validator, in a group of its own, running on its own.
+#[test]
+fn an_app_that_exits_during_validation_leaves_no_validator_behind() {
+    let tmp = TempDir::new("validate-app-exits").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    let conf = dir.join("app.conf");
+    write(&conf, "v1");
+    let (app, sleeper) = (unique_name("exitapp"), unique_name("exitchk"));
+    let _guards = (Guard(app.clone()), Guard(sleeper.clone()));
+    let sleep = link_as(tmp.path(), &app, &debian("/usr/bin/sleep", "coreutils"));
+    let check = hanging_validator(&tmp, &conf, &sleeper);
+    let env = [
+        ("CONFIG_DIR", path_str(&dir)),
+        ("RELOAD_VALIDATE_COMMAND", check.as_str()),
+    ];
+    let mut rel = Reloader::start_command(command(bin(), &env, &["--", path_str(&sleep), "1000"]));
+    write(&conf, "hang");
+    wait_until(T, "the validator and its child to run", || {
+        (named(&sleeper).len() == 2).then_some(())
+    });
+    let pid = wait_until(T, "the app", || named(&app).first().copied());
+    testkit::kill(pid, libc::SIGKILL).unwrap();
+    assert_eq!(rel.wait_exit(T).code(), Some(128 + libc::SIGKILL));
+    wait_until(T, "no process of the validator left", || {
+        named(&sleeper).is_empty().then_some(())
+    });
+}

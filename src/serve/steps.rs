@@ -126,6 +126,11 @@ impl Daemon<'_> {
         if let Some(step) = self.sources.confirm.died(app.pid, &self.log) {
             self.tally.confirmed(step, &self.log);
         }
+        // A validation still running would outlive us in a group of its own.
+        if self.sources.validate.as_mut().is_some_and(|v| v.cancel()) {
+            self.log
+                .debug("the app exited: the validation in flight is killed", &[]);
+        }
         let code = child::code(exit);
         self.log.info(
             "app exited",
