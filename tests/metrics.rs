@@ -344,19 +344,38 @@ fn an_app_that_dies_on_the_signal_reads_as_a_failed_reload_in_the_metrics() {
     fs::write(dir.join("app.conf"), "v1").unwrap();
     let name = unique_name("metrics-die");
     let _guard = servers::Guard(name.clone());
-    let argv = servers::dies_on_hup(&tmp, &name);
-    let mut app = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    servers::await_ready(&tmp);
+    let mut app = servers::spawn_dies_on_hup(&tmp, &name);
     let rel = start(&dir, &name, &[ANY_PORT]);
     let p = port(&rel);
 
     fs::write(dir.join("app.conf"), "v2").unwrap();
     rel.wait_lines("info reloaded", 1, T);
     let t = await_value(p, "reloader_reloads_failed_total", "1");
+    assert_eq!(counters(&t), ["1", "1", "0", "0"].map(String::from), "{t}");
+    let line = &rel.wait_lines("warn reload failed", 1, T)[0];
+    let reason = field(line, "reason").unwrap_or_default();
+    assert!(reason.contains("died after the reload signal"), "{line}");
+    let _ = app.wait();
+}
+
+/// Regression: the confirmation counted its 1 s from the settle, so after a validation that
+/// took longer it looked at once after the send, before the app could die, and read alive.
+#[test]
+fn an_app_that_dies_on_the_signal_after_a_slow_validation_reads_as_failed() {
+    let tmp = TempDir::new("metrics-slow-val").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("app.conf"), "v1").unwrap();
+    let name = unique_name("metrics-slow");
+    let _guard = servers::Guard(name.clone());
+    let mut app = servers::spawn_dies_on_hup(&tmp, &name);
+    let extra = [ANY_PORT, ("RELOAD_VALIDATE_COMMAND", "sleep 1.5")];
+    let rel = start(&dir, &name, &extra);
+    let p = port(&rel);
+
+    fs::write(dir.join("app.conf"), "v2").unwrap();
+    rel.wait_lines("info reloaded", 1, T);
+    let t = await_value(p, "reloader_reloads_total", "1");
     assert_eq!(counters(&t), ["1", "1", "0", "0"].map(String::from), "{t}");
     let line = &rel.wait_lines("warn reload failed", 1, T)[0];
     let reason = field(line, "reason").unwrap_or_default();

@@ -8,6 +8,7 @@
 //! confirmation started for every reload that was sent, validated or not.
 
 use std::process::ExitCode;
+use std::time::Instant;
 
 use crate::child::{self, Child};
 use crate::log;
@@ -101,7 +102,8 @@ impl Daemon<'_> {
         }
         s.retry
             .replace(retry, reload.started, reload.fingerprint, self.cfg);
-        s.confirm.watch(sent, reload.started, &self.log);
+        // From the send, not the settle: a validation may have taken seconds in between.
+        s.confirm.watch(sent, Instant::now(), &self.log);
         self.tally.changed(reload, s.request.as_mut(), &self.log);
     }
 

@@ -239,6 +239,18 @@ pub fn dies_on_hup(tmp: &TempDir, name: &str) -> Vec<String> {
     vec![py.display().to_string(), "-c".into(), script.into(), ready]
 }
 
+/// The app of [`dies_on_hup`], started beside the reloader (the sidecar form) and ready.
+pub fn spawn_dies_on_hup(tmp: &TempDir, name: &str) -> Child {
+    let argv = dies_on_hup(tmp, name);
+    let app = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3");
+    await_ready(tmp);
+    app
+}
+
 /// Waits until the app of [`dies_on_hup`] has its handler in place.
 pub fn await_ready(tmp: &TempDir) {
     wait_until(Duration::from_secs(10), "the app's handler", || {
