@@ -185,3 +185,33 @@ fn an_older_reload_confirmed_late_counts_but_never_hides_a_newer_failure() {
         "the older one was applied"
     );
 }
+
+#[test]
+fn a_reload_waiting_for_its_confirmation_is_counted_once_it_comes() {
+    let log = Logger::new(crate::log::LogFormat::Text, false);
+    let mut t = Tally::new(Metrics::at(true, false, None, UNIX_EPOCH));
+    let mut r = Reload::new(Instant::now(), 1).signalled(Some(Signalled {
+        sent: 1,
+        ..Signalled::default()
+    }));
+    r.confirm = Step::Pending;
+    t.changed(r.clone(), None, &log);
+    let total = |t: &Tally| {
+        sample(
+            &t.metrics.render(Watching::default()),
+            "reloader_reloads_total",
+        )
+    };
+    assert_eq!(
+        total(&t).as_deref(),
+        Some("0"),
+        "no outcome while it is pending"
+    );
+    // A newer one replaces the check; its answer is the older one's too.
+    r.fingerprint = 2;
+    t.changed(r, None, &log);
+    t.confirmed(Step::Ok, &log);
+    assert_eq!(total(&t).as_deref(), Some("2"));
+    t.confirmed(Step::Failed("late".into()), &log);
+    assert_eq!(total(&t).as_deref(), Some("2"), "nothing is left waiting");
+}
