@@ -63,6 +63,15 @@ pub fn run(cfg: &Config) -> ExitCode {
             cmd.join(" ")
         ));
     }
+    if let Some(v) = &cfg.validate {
+        // Never run: a validator reads the config, but may do more than read it.
+        out.push_str(&format!(
+            "validate (not run by --check): {} ({}, timeout {})\n",
+            v.argv.join(" "),
+            v.program.display(),
+            log::seconds(v.timeout)
+        ));
+    }
     // Only a sidecar that signals PROCESS_NAME needs a visible process now: a webhook alone
     // signals nobody, and an app run with `--` starts with us.
     let needs_target =

@@ -88,16 +88,34 @@ impl Child {
     pub fn forward(&self, sig: i32) -> io::Result<()> {
         sys::kill(self.pid, sig)
     }
+}
 
-    /// Reaps every exited child (the app and any orphan); the app's exit, if it exited.
-    pub fn reap(&self) -> io::Result<Option<Exit>> {
-        let mut app = None;
-        while let Some((pid, exit)) = sys::reap_any()? {
-            if pid == self.pid.get() {
-                app = Some(exit);
+/// The children one SIGCHLD let us reap, told apart: the app, and every other one (the
+/// validation command, or an orphan re-parented to us) by pid for the caller to match.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    /// The app's exit, if it exited.
+    pub app: Option<Exit>,
+    /// Every other child reaped.
+    pub others: Vec<(i32, Exit)>,
+    /// waitpid failed (after reaping what came before).
+    pub error: Option<io::Error>,
+}
+
+/// Reaps every exited child, since the SIGCHLDs of children that die together merge into one;
+/// `app` is the app we run, if any.
+pub fn reap_all(app: Option<Pid>) -> Reaped {
+    let mut r = Reaped::default();
+    loop {
+        match sys::reap_any() {
+            Ok(Some((pid, exit))) if app.is_some_and(|a| a.get() == pid) => r.app = Some(exit),
+            Ok(Some(other)) => r.others.push(other),
+            Ok(None) => return r,
+            Err(e) => {
+                r.error = Some(e);
+                return r;
             }
         }
-        Ok(app)
     }
 }
 

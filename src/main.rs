@@ -6,8 +6,9 @@
 //! poll timer, the reload request, the settle) and acts on what each reports.
 //!
 //! Data flows through the modules in this order: `serve` (the loop), `config` (env + flags →
-//! `Config`, with `values`), `check` (`--check`), `reload` (what a settle leads to), `names`
-//! (which names are content), `watch` (inotify events → "may have changed", with `events` for
+//! `Config`, with `settings`, the table, and `values`), `check` (`--check`), `reload` (what a settle leads to),
+//! `validate` (the command run before a reload), `confirm` (whether the target took it),
+//! `names` (which names are content), `watch` (inotify events → "may have changed", with `events` for
 //! what one event means and `rearm` for configured paths that vanish or are re-pointed),
 //! `poll` (the same question where inotify is blind), `mounts`, `settle` (debounce, commit,
 //! interval), `fingerprint` (walk → "did change"), `pidfile` and `target` (the pid file, the
@@ -23,6 +24,7 @@
 mod check;
 mod child;
 mod config;
+mod confirm;
 mod fingerprint;
 mod limits;
 mod listen;
@@ -37,12 +39,14 @@ mod reload;
 mod retry;
 mod runtime;
 mod serve;
+mod settings;
 mod settle;
 mod signal;
 mod stop;
 mod sys;
 mod target;
 mod url;
+mod validate;
 mod values;
 mod verdict;
 mod watch;

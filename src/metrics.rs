@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::log::Logger;
-use crate::outcome::{Deliveries, Delivery, Outcome, Reload};
+use crate::outcome::{Deliveries, Delivery, Outcome, Reload, Step};
 use crate::webhook::Webhook;
 
 /// The prefix of the metrics only we export.
@@ -37,6 +37,10 @@ pub struct Metrics {
     last_duration: Option<f64>,
     /// The low 52 bits of the fingerprint last applied: exact in a float64 sample.
     applied: Option<u64>,
+    /// When the newest reload to set `last_ok`, and the newest to set `applied`, started: an
+    /// older one whose confirmation came late counts, but changes neither.
+    newest: Option<Instant>,
+    newest_applied: Option<Instant>,
 }
 
 /// What the watcher reports, read when a scrape renders.
@@ -88,6 +92,8 @@ impl Metrics {
             last_change: None,
             last_duration: None,
             applied: baseline.map(|f| f & ((1 << 52) - 1)),
+            newest: None,
+            newest_applied: None,
         }
     }
 
@@ -121,16 +127,20 @@ impl Metrics {
     pub fn finished(&mut self, r: &Reload, outcome: &Outcome, took: Duration, at: SystemTime) {
         self.reloads += 1;
         self.last_duration = Some(took.as_secs_f64());
+        let newer = |than: Option<Instant>| than.is_none_or(|t| r.started >= t);
+        if newer(self.newest) {
+            self.newest = Some(r.started);
+            self.last_ok = *outcome == Outcome::Succeeded;
+        }
         match outcome {
             Outcome::Succeeded => {
-                self.last_ok = true;
                 self.last_success = unix(at);
-                self.applied = Some(r.fingerprint & ((1 << 52) - 1));
+                if newer(self.newest_applied) {
+                    self.newest_applied = Some(r.started);
+                    self.applied = Some(r.fingerprint & ((1 << 52) - 1));
+                }
             }
-            Outcome::Failed(_) => {
-                self.failed += 1;
-                self.last_ok = false;
-            }
+            Outcome::Failed(_) => self.failed += 1,
         }
     }
 
@@ -254,6 +264,8 @@ impl Metrics {
 pub struct Tally {
     pub metrics: Metrics,
     deliveries: Deliveries,
+    /// Reloads whose every step but the confirmation has ended: finished when it comes.
+    confirming: Vec<Reload>,
 }
 
 impl Tally {
@@ -261,15 +273,31 @@ impl Tally {
         Tally {
             metrics,
             deliveries: Deliveries::default(),
+            confirming: Vec::new(),
         }
     }
 
-    /// New content was handed to the app: finished now, or once the request (if any) ends.
-    pub fn changed(&mut self, r: Reload, webhook: Option<&mut Webhook>, log: &Logger) {
+    /// New content is being validated: the change is seen now; its reload is finished by
+    /// [`Tally::rejected`] or [`Tally::changed`].
+    pub fn validating(&mut self) {
         self.metrics.changed(SystemTime::now());
+    }
+
+    /// The validation rejected the content of `r`: nothing was sent, it failed.
+    pub fn rejected(&mut self, r: Reload, log: &Logger) {
+        self.finish(r, log);
+    }
+
+    /// New content was handed to the app: finished now, or once the request and the
+    /// confirmation (if any) end.
+    pub fn changed(&mut self, r: Reload, webhook: Option<&mut Webhook>, log: &Logger) {
+        // A validated change was seen when its validation began.
+        if r.validate == Step::Unused {
+            self.metrics.changed(SystemTime::now());
+        }
         self.metrics.signalled(&r);
         let Some(w) = webhook else {
-            return self.finish(&r, log);
+            return self.finish(r, log);
         };
         self.deliveries.handed(r, w.interest().is_some());
         w.request(Instant::now(), log);
@@ -283,20 +311,36 @@ impl Tally {
     pub fn ended(&mut self, d: Delivery, log: &Logger) {
         self.metrics.delivered(d);
         if let Some(r) = self.deliveries.ended(d) {
-            self.finish(&r, log);
+            self.finish(r, log);
+        }
+    }
+
+    /// The pending confirmation concluded as `step`: the confirm step of every reload still
+    /// waiting for one (see `outcome` for why a superseded one takes it too).
+    pub fn confirmed(&mut self, step: Step, log: &Logger) {
+        self.deliveries.confirmed(&step);
+        for mut r in std::mem::take(&mut self.confirming) {
+            r.confirm = step.clone();
+            self.finish(r, log);
         }
     }
 
     /// The retries of a change's refused targets ended: a reload attempt of their own.
-    pub fn retried(&mut self, r: &Reload, log: &Logger) {
-        self.metrics.signalled(r);
+    pub fn retried(&mut self, r: Reload, log: &Logger) {
+        self.metrics.signalled(&r);
         self.finish(r, log);
     }
 
-    fn finish(&mut self, r: &Reload, log: &Logger) {
+    /// Logs and counts `r` once every step has ended; one waiting only for its confirmation
+    /// is kept until it comes (one waiting for its request is with `deliveries`).
+    fn finish(&mut self, r: Reload, log: &Logger) {
         let now = Instant::now();
-        if let Some(o) = r.report(now, log) {
-            self.metrics.finished(r, &o, r.took(now), SystemTime::now());
+        match r.report(now, log) {
+            Some(o) => self
+                .metrics
+                .finished(&r, &o, r.took(now), SystemTime::now()),
+            None if r.confirm == Step::Pending => self.confirming.push(r),
+            None => {}
         }
     }
 }

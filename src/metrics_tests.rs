@@ -155,3 +155,63 @@ fn every_family_has_help_and_type_and_only_closed_label_values() {
     }
     assert_eq!(escape("a\"b\\c\n"), "a\\\"b\\\\c\\n");
 }
+
+#[test]
+fn an_older_reload_confirmed_late_counts_but_never_hides_a_newer_failure() {
+    let mut m = Metrics::at(true, false, None, UNIX_EPOCH);
+    let ok = Signalled {
+        sent: 1,
+        ..Signalled::default()
+    };
+    let older = Reload::new(Instant::now(), 1).signalled(Some(ok));
+    let mut newer = Reload::new(older.started + Duration::from_millis(1), 2);
+    newer.validate = Step::Failed("validation failed (exit 1)".into());
+    finish(&mut m, &newer);
+    finish(&mut m, &older);
+    let t = m.render(Watching::default());
+    assert_eq!(sample(&t, "reloader_reloads_total").as_deref(), Some("2"));
+    assert_eq!(
+        sample(&t, "reloader_reloads_failed_total").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&t, "reloader_last_reload_successful").as_deref(),
+        Some("0"),
+        "the newer reload failed"
+    );
+    assert_eq!(
+        sample(&t, "config_reloader_applied_fingerprint").as_deref(),
+        Some("1"),
+        "the older one was applied"
+    );
+}
+
+#[test]
+fn a_reload_waiting_for_its_confirmation_is_counted_once_it_comes() {
+    let log = Logger::new(crate::log::LogFormat::Text, false);
+    let mut t = Tally::new(Metrics::at(true, false, None, UNIX_EPOCH));
+    let mut r = Reload::new(Instant::now(), 1).signalled(Some(Signalled {
+        sent: 1,
+        ..Signalled::default()
+    }));
+    r.confirm = Step::Pending;
+    t.changed(r.clone(), None, &log);
+    let total = |t: &Tally| {
+        sample(
+            &t.metrics.render(Watching::default()),
+            "reloader_reloads_total",
+        )
+    };
+    assert_eq!(
+        total(&t).as_deref(),
+        Some("0"),
+        "no outcome while it is pending"
+    );
+    // A newer one replaces the check; its answer is the older one's too.
+    r.fingerprint = 2;
+    t.changed(r, None, &log);
+    t.confirmed(Step::Ok, &log);
+    assert_eq!(total(&t).as_deref(), Some("2"));
+    t.confirmed(Step::Failed("late".into()), &log);
+    assert_eq!(total(&t).as_deref(), Some("2"), "nothing is left waiting");
+}

@@ -12,6 +12,21 @@
 //! RELOAD_WEBHOOK_TIMEOUT) is the operator's. Each retry of the request is a reload attempt
 //! of its own, with the steps before it carried over, as prometheus-config-reloader counts.
 //!
+//! Validation comes first: a reload whose validation failed or timed out is a failed reload
+//! with the validator's reason, and has no other step (nothing was sent). A validation cut
+//! short by a newer change, or passed while a newer change was already settling, is no
+//! reload at all: its content is never applied, and the newer change is validated in turn.
+//! Confirmation comes last, for a reload that signalled someone: pending until its checks
+//! conclude, so the outcome line and the metrics wait for it (the next change never does). A
+//! newer reload that signalled someone replaces the pending checks, and what its checks find
+//! is the older reload's confirmation too: both signals went to the same app, and what it
+//! runs now is what a check can see. Finishing the older one as failed ("superseded")
+//! instead would count a failure for every pair of changes closer together than the check
+//! (1 s for `alive`, up to RELOAD_CONFIRM_TIMEOUT for `workers`) on an app that took both.
+//! Since outcomes can then come out of order, the gauges of `metrics` follow the newest
+//! reload to finish, by when it started. A stop drops what is still pending, unfinished, as
+//! it drops the request in flight.
+//!
 //! Never sends, never logs by itself: `main` logs [`Reload::line`] and feeds `metrics`.
 
 use std::time::{Duration, Instant};
@@ -210,6 +225,19 @@ impl Deliveries {
         }
     }
 
+    /// The pending confirmation concluded so: it is the confirm step of every reload here
+    /// still waiting for one (the newest, and those it superseded).
+    pub fn confirmed(&mut self, step: &Step) {
+        for r in [&mut self.delivering, &mut self.coalesced]
+            .into_iter()
+            .flatten()
+        {
+            if r.confirm == Step::Pending {
+                r.confirm = step.clone();
+            }
+        }
+    }
+
     /// An attempt ended: the reload it delivered, with its request step filled in.
     pub fn ended(&mut self, d: Delivery) -> Option<Reload> {
         let done = self.delivering.clone().map(|mut r| {
@@ -328,6 +356,25 @@ mod tests {
         assert_eq!(
             (retry.fingerprint, retry.outcome()),
             (2, Some(Outcome::Succeeded))
+        );
+    }
+
+    #[test]
+    fn a_confirmation_fills_every_delivery_waiting_for_one() {
+        let mut d = Deliveries::default();
+        let mut first = Reload::new(Instant::now(), 1).signalled(Some(sent(1)));
+        first.confirm = Step::Pending;
+        let mut second = first.clone();
+        second.fingerprint = 2;
+        d.handed(first, false);
+        d.handed(second, true);
+        let early = d.ended(Delivery::Status(200)).unwrap();
+        assert_eq!(early.outcome(), None, "its confirmation is still pending");
+        d.confirmed(&Step::Failed("app kept its workers".into()));
+        let late = d.ended(Delivery::Status(200)).unwrap();
+        assert_eq!(
+            (late.fingerprint, late.outcome()),
+            (2, Some(Outcome::Failed("app kept its workers".into())))
         );
     }
 

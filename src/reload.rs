@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::{Config, Targets};
+use crate::confirm::{self, Watched};
 use crate::fingerprint::{self, Cut, Fingerprint, Hooks, Listed, Report, Sink};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
-use crate::outcome::{Reload, Signalled};
+use crate::outcome::{Reload, Signalled, Step};
 use crate::pidfile;
 use crate::retry::{self, Outcome};
 use crate::settle::{Due, Settle};
@@ -29,12 +30,21 @@ pub enum Settled {
     Waiting,
     /// The content is what was last applied: nothing sent.
     Unchanged,
+    /// New content that the validation command must pass before [`Reloads::apply`] sends it:
+    /// the reload, with its validation pending.
+    Validate(Reload),
     /// New content: signalled if a signal is configured; the request (if any) is next.
-    Changed {
-        reload: Reload,
-        /// The targets refused for now that waiting may lift: the caller's `Retry` takes them.
-        retry: Vec<Process>,
-    },
+    Changed(Applied),
+}
+
+/// New content handed to the targets.
+pub struct Applied {
+    pub reload: Reload,
+    /// The targets refused for now that waiting may lift: the caller's `Retry` takes them.
+    pub retry: Vec<Process>,
+    /// The targets signalled, with what the confirmation must know of them from just before
+    /// the send: the caller's `Confirm` takes them.
+    pub sent: Vec<Watched>,
 }
 
 /// What the loop remembers between reloads.
@@ -164,7 +174,7 @@ impl Reloads {
     /// A settle is `due`: hold it while an update is still being written, else fingerprint
     /// and, if the content changed, signal the targets (`child`: the app we run, if any).
     /// On new content the caller hands the refusals to its `Retry`, then sends the reload
-    /// request.
+    /// request; with a validation command, it validates first and applies once it passed.
     pub fn settled(
         &mut self,
         cfg: &Config,
@@ -211,16 +221,42 @@ impl Reloads {
             }
             log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
         }
-        self.last = Some(fp);
-        let (sent, retry) = match cfg.signals() {
+        let reload = Reload::new(now, fp.0);
+        if cfg.validate.is_some() {
+            let mut reload = reload;
+            reload.validate = Step::Pending;
+            return Settled::Validate(reload);
+        }
+        Settled::Changed(self.apply(cfg, reload, child, due, log))
+    }
+
+    /// Applies the content of `reload` (validated, or without a validation command): signals
+    /// the targets, and marks the confirmation pending for those that took the signal.
+    pub fn apply(
+        &mut self,
+        cfg: &Config,
+        reload: Reload,
+        child: Option<Pid>,
+        due: &Due,
+        log: &Logger,
+    ) -> Applied {
+        self.last = Some(Fingerprint(reload.fingerprint));
+        let (signalled, retry, sent) = match cfg.signals() {
             true => {
-                let (sent, retry) = signal_all(cfg, child, log, now, due.latest);
-                (Some(sent), retry)
+                let (done, retry, sent) = signal_all(cfg, child, log, reload.started, due.latest);
+                (Some(done), retry, sent)
             }
-            false => (None, Vec::new()),
+            false => (None, Vec::new(), Vec::new()),
         };
-        let reload = Reload::new(now, fp.0).signalled(sent);
-        Settled::Changed { reload, retry }
+        let mut reload = reload.signalled(signalled);
+        if cfg.confirm != confirm::Mode::Off && !sent.is_empty() {
+            reload.confirm = Step::Pending;
+        }
+        Applied {
+            reload,
+            retry,
+            sent,
+        }
     }
 }
 
@@ -302,21 +338,27 @@ fn judged(cfg: &Config, chosen: Vec<Process>) -> Vec<(Process, Verdict)> {
 }
 
 /// Signals every target that can take the signal; `started` is when the settle fired. Returns
-/// what the send did, and the refused targets that waiting may lift: those running at the
-/// `latest` change (one that started after it read the new content, and needs no signal once
-/// its handler is in place).
+/// what the send did, the refused targets that waiting may lift (those running at the `latest`
+/// change: one that started after it read the new content needs no signal once its handler is
+/// in place), and those signalled (with what the confirmation must know of them from just
+/// before the send).
 fn signal_all(
     cfg: &Config,
     child: Option<Pid>,
     log: &Logger,
     started: Instant,
     latest: Instant,
-) -> (Signalled, Vec<Process>) {
+) -> (Signalled, Vec<Process>, Vec<Watched>) {
     let mut done = Signalled::default();
     let mut again = Vec::new();
+    let mut sent = Vec::new();
     for (p, verdict) in targets(cfg, child, log) {
+        let before = confirm::before(cfg.confirm, &p);
         match retry::deliver(cfg, log, &p, &verdict, started, 1) {
-            Outcome::Sent => done.sent += 1,
+            Outcome::Sent => {
+                done.sent += 1;
+                sent.push(before);
+            }
             Outcome::Failed(errno) => done.errors.push(errno),
             Outcome::Refused => {
                 let retried = verdict.handling.retried()
@@ -330,7 +372,7 @@ fn signal_all(
             }
         }
     }
-    (done, again)
+    (done, again, sent)
 }
 
 /// The directories of a walk that `--check` reports: every real directory of each tree.

@@ -272,6 +272,14 @@ pub fn kill(pid: Pid, sig: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid.get(), sig) }.into()).map(drop)
 }
 
+/// Sends `sig` to every process of the group `pgid` leads (kill(2) with `-pgid`): a
+/// validation command started in a group of its own, with whatever it forked.
+pub fn kill_group(pgid: Pid, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; `Pid` is never <= 0,
+    // so `-pgid` names one group, never every process (-1) or our own group (0).
+    check(unsafe { libc::kill(-pgid.get(), sig) }.into()).map(drop)
+}
+
 /// Opens `path` read-only, close-on-exec and non-blocking (a fifo must not hang us), relative
 /// to the directory `dir` or, without one, to the working directory. One syscall: the `/proc`
 /// scan opens `PID/comm` under one `/proc` fd instead of walking `/proc` again for every

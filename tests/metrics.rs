@@ -1,10 +1,12 @@
 //! `/metrics` and `/healthz` (issue 20): which counters each kind of reload moves, what
 //! stalled, oversized and idle clients can do to the loop (nothing), and that the default
-//! sidecar opens no port. Scraped over real TCP with the shared HTTP client; wake-ups are
+//! sidecar opens no port; a rejected validation and a failed confirmation (issue 21) read
+//! as failed reloads. Scraped over real TCP with the shared HTTP client; wake-ups are
 //! context switches, as in `tests/polling_idle.rs`.
 
 mod http;
 mod poll_common;
+mod servers;
 mod support;
 
 use std::fs;
@@ -224,7 +226,8 @@ fn stalled_clients_do_not_lock_out_a_scrape_or_delay_a_reload() {
         "{answer}"
     );
     assert!(rel.is_running());
-    assert!(scrape(p).contains("reloader_reloads_total 1"));
+    // The reload's outcome comes once RELOAD_CONFIRM=alive has looked, 1 s after the signal.
+    await_value(p, "reloader_reloads_total", "1");
     let (code, _) = http::request(p, "GET", "/healthz").unwrap();
     assert_eq!(code, 200);
 }
@@ -289,4 +292,93 @@ fn the_default_sidecar_opens_no_port_and_a_bad_address_exits_2() {
     let (status, _, err) = run_to_exit(bin(), &e, &[]);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("cannot listen on"), "{err}");
+}
+
+/// Issue 21 in the metrics: a validation that rejects the content is a failed reload (nothing
+/// sent), with the validator's reason; the fix that passes is a success again.
+#[test]
+fn a_failed_validation_counts_as_a_failed_reload_and_the_fix_as_a_success() {
+    let name = unique_name("metrics-val");
+    let dir = TempDir::new("metrics-validate").unwrap();
+    let file = dir.join("app.conf");
+    fs::write(&file, "v1").unwrap();
+    let app = spawn_app(&name, &file);
+    let check = format!("sh -c '! grep -q broken {}'", file.display());
+    let extra = [ANY_PORT, ("RELOAD_VALIDATE_COMMAND", check.as_str())];
+    let rel = start(dir.path(), &name, &extra);
+    let p = port(&rel);
+
+    fs::write(&file, "broken").unwrap();
+    let t1 = await_value(p, "reloader_reloads_failed_total", "1");
+    assert_eq!(
+        counters(&t1),
+        ["1", "1", "0", "0"].map(String::from),
+        "{t1}"
+    );
+    let line = &rel.wait_lines("warn reload failed", 1, T)[0];
+    assert_eq!(
+        field(line, "reason").as_deref(),
+        Some("validation failed (exit 1)"),
+        "{line}"
+    );
+    assert!(app.expect_exactly(0, T, QUIET).is_empty());
+
+    fs::write(&file, "v3").unwrap();
+    let got = app.wait_received(1, T);
+    assert_eq!(testkit::recorder::contents(&got), ["v3"]);
+    let t2 = await_value(p, "reloader_reloads_total", "2");
+    assert_eq!(
+        counters(&t2),
+        ["2", "1", "1", "0"].map(String::from),
+        "{t2}"
+    );
+}
+
+/// Issue 21 in the metrics: an app that dies in its SIGHUP handler (the sidecar form, so
+/// only `RELOAD_CONFIRM=alive` can tell) is a failed reload, though the signal went out.
+#[test]
+fn an_app_that_dies_on_the_signal_reads_as_a_failed_reload_in_the_metrics() {
+    let tmp = TempDir::new("metrics-dies").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("app.conf"), "v1").unwrap();
+    let name = unique_name("metrics-die");
+    let _guard = servers::Guard(name.clone());
+    let mut app = servers::spawn_dies_on_hup(&tmp, &name);
+    let rel = start(&dir, &name, &[ANY_PORT]);
+    let p = port(&rel);
+
+    fs::write(dir.join("app.conf"), "v2").unwrap();
+    rel.wait_lines("info reloaded", 1, T);
+    let t = await_value(p, "reloader_reloads_failed_total", "1");
+    assert_eq!(counters(&t), ["1", "1", "0", "0"].map(String::from), "{t}");
+    let line = &rel.wait_lines("warn reload failed", 1, T)[0];
+    let reason = field(line, "reason").unwrap_or_default();
+    assert!(reason.contains("died after the reload signal"), "{line}");
+    let _ = app.wait();
+}
+
+/// Regression: the confirmation counted its 1 s from the settle, so after a validation that
+/// took longer it looked at once after the send, before the app could die, and read alive.
+#[test]
+fn an_app_that_dies_on_the_signal_after_a_slow_validation_reads_as_failed() {
+    let tmp = TempDir::new("metrics-slow-val").unwrap();
+    let dir = tmp.join("conf");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("app.conf"), "v1").unwrap();
+    let name = unique_name("metrics-slow");
+    let _guard = servers::Guard(name.clone());
+    let mut app = servers::spawn_dies_on_hup(&tmp, &name);
+    let extra = [ANY_PORT, ("RELOAD_VALIDATE_COMMAND", "sleep 1.5")];
+    let rel = start(&dir, &name, &extra);
+    let p = port(&rel);
+
+    fs::write(dir.join("app.conf"), "v2").unwrap();
+    rel.wait_lines("info reloaded", 1, T);
+    let t = await_value(p, "reloader_reloads_total", "1");
+    assert_eq!(counters(&t), ["1", "1", "0", "0"].map(String::from), "{t}");
+    let line = &rel.wait_lines("warn reload failed", 1, T)[0];
+    let reason = field(line, "reason").unwrap_or_default();
+    assert!(reason.contains("died after the reload signal"), "{line}");
+    let _ = app.wait();
 }

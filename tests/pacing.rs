@@ -94,9 +94,9 @@ fn changes_within_the_min_interval_are_one_reload_at_its_end_with_the_latest_con
     assert_eq!(field(&line[0], "min_interval").as_deref(), Some("2s"));
 }
 
-/// The interval's timer is the settle's deadline: once the coalesced reload is done, nothing
-/// is pending and the reloader sleeps in ppoll with no timeout, however soon the next
-/// interval would end.
+/// The interval's timer is the settle's deadline: once the coalesced reload is done (its
+/// confirmation included), nothing is pending and the reloader sleeps in ppoll with no
+/// timeout, however soon the next interval would end.
 #[test]
 fn after_a_coalesced_reload_the_reloader_never_wakes_up() {
     let name = unique_name("pacedidle");
@@ -109,6 +109,8 @@ fn after_a_coalesced_reload_the_reloader_never_wakes_up() {
     vol.update(&[("app.conf", b"2".as_slice())]).unwrap();
     assert_eq!(contents(&app.wait_received(2, T)), ["1", "2"]);
     rel.wait_lines("info coalesced changes into one reload", 1, T);
+    // Done once RELOAD_CONFIRM=alive has looked, 1 s after the signal: its one timer.
+    rel.wait_lines("info reload succeeded", 2, T);
     await_idle(rel.pid());
     let before = switches(rel.pid());
     // Proves an absence: two intervals, in which a timer left armed would fire.

@@ -18,26 +18,28 @@
 //! only warn (as tini does): the app's orphans are then re-parented to us and reaped, wherever
 //! we run, and `-- APP` means the same thing in every set-up.
 
+mod polling;
 mod sources;
+mod steps;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::child::{self, Child};
 use crate::config::{Config, Targets};
+use crate::confirm::{self, Confirm};
 use crate::limits;
 use crate::listen::Listener;
-use crate::log::{self, Logger};
+use crate::log::Logger;
 use crate::metrics::{Metrics, Tally, Watching};
 use crate::mounts;
-use crate::poll::{self, Poll, Poller};
-use crate::reload::{self, Reloads, Settled};
+use crate::reload::{self, Reloads};
 use crate::retry::{self, Retry};
 use crate::settle::Settle;
 use crate::signal::Signal;
 use crate::sys;
 use crate::target;
+use crate::validate::Validator;
 use crate::watch::{Change, Watcher};
 use crate::webhook::Webhook;
 use sources::{Event, Signals, Sources};
@@ -73,7 +75,7 @@ pub fn serve(cfg: &Config) -> ExitCode {
     // The poll's first stamps come before the baseline: a change landing between the two is
     // then in the baseline or found by the first poll. Taken after, it was in the stamps only,
     // and on a blind filesystem nothing else would ever report it.
-    let poll = poller(cfg, mounts, &log);
+    let poll = polling::poller(cfg, mounts, &log);
     // The baseline is taken before the app starts, so the app never misses a change; the
     // watches are armed in the same walk. The warnings come after: nothing waits for them.
     let reloads = Reloads::start(cfg, &mut watcher, mounts, &log);
@@ -125,6 +127,13 @@ pub fn serve(cfg: &Config) -> ExitCode {
             retry: Retry::default(),
             mounts: mount_watch,
             listener,
+            validate: cfg.validate.clone().map(Validator::new),
+            confirm: Confirm::new(
+                cfg.confirm,
+                cfg.confirm_timeout,
+                cfg.process_name.clone(),
+                cfg.name(),
+            ),
         },
         tally: Tally::new(metrics),
         reloads,
@@ -135,33 +144,6 @@ pub fn serve(cfg: &Config) -> ExitCode {
         d.announce();
     }
     d.run()
-}
-
-/// The poll timer `cfg.poll` asks for; one `info polling` line per polled directory.
-fn poller(cfg: &Config, mounts: &[mounts::Mount], log: &Logger) -> Poller {
-    let plan = poll::plan(cfg.poll, &cfg.dirs, mounts);
-    log_polling(&plan, &plan.dirs, log);
-    Poller::new(
-        plan.every,
-        plan.dirs,
-        mounts::kernel_devs(mounts),
-        Instant::now(),
-    )
-}
-
-/// One `info polling` line per directory of `dirs` (all or part of `plan`'s).
-fn log_polling(plan: &poll::Plan, dirs: &[(PathBuf, &'static str)], log: &Logger) {
-    for (dir, fs) in dirs {
-        log.info(
-            "polling",
-            &[
-                ("dir", dir.as_path().into()),
-                ("fs", (*fs).into()),
-                ("interval", log::seconds(plan.every).into()),
-                ("reason", plan.reason.into()),
-            ],
-        );
-    }
 }
 
 /// The loop's state: its sources, what it remembers between reloads, the app.
@@ -201,6 +183,14 @@ impl Daemon<'_> {
         }
         if let Some(w) = &self.sources.request {
             fields.push(("webhook", w.shown().into()));
+        }
+        if let Some(v) = &cfg.validate {
+            fields.push(("validate", v.argv[0].as_str().into()));
+        }
+        match cfg.confirm {
+            confirm::Mode::Alive => {}
+            confirm::Mode::Workers => fields.push(("confirm", "workers".into())),
+            confirm::Mode::Off => fields.push(("confirm", "off".into())),
         }
         if let Some(c) = &self.child {
             fields.push(("child", c.pid.get().into()));
@@ -286,40 +276,12 @@ impl Daemon<'_> {
                 None
             }
             Event::Settled(due) => {
-                let s = &mut self.sources;
-                let child = self.child.map(|c| c.pid);
-                let signalled = self.reloads.settled(
-                    self.cfg,
-                    &due,
-                    child,
-                    &mut s.inotify,
-                    &mut s.settle,
-                    &self.log,
-                );
-                match signalled {
-                    Settled::Waiting => {}
-                    Settled::Unchanged => self.tally.metrics.unchanged(),
-                    Settled::Changed { reload, retry } => {
-                        s.settle.reloaded(&due, reload.started);
-                        if due.paced {
-                            self.log.info(
-                                "coalesced changes into one reload",
-                                &[
-                                    ("changes", u64::from(due.changes).into()),
-                                    ("min_interval", log::seconds(self.cfg.min_interval).into()),
-                                ],
-                            );
-                        }
-                        s.retry
-                            .replace(retry, reload.started, reload.fingerprint, self.cfg);
-                        self.tally.changed(reload, s.request.as_mut(), &self.log);
-                    }
-                }
+                self.settled(due);
                 None
             }
             Event::RetryDue => {
                 if let Some(r) = self.sources.retry.due(self.cfg, now, &self.log) {
-                    self.tally.retried(&r, &self.log);
+                    self.tally.retried(r, &self.log);
                 }
                 None
             }
@@ -327,20 +289,14 @@ impl Daemon<'_> {
                 self.tally.ended(d, &self.log);
                 None
             }
-        }
-    }
-
-    /// With `auto` polling, re-detects which directories need it (a FUSE mounted since, a
-    /// directory re-armed onto another filesystem).
-    fn replan_polling(&mut self, now: Instant) {
-        if self.cfg.poll == Poll::Auto {
-            // Only a newly polled directory is logged: a deleted subdirectory re-arms too, and
-            // must neither repeat the lines nor restart the timer.
-            let mounts = self.sources.mounts.mounts();
-            let plan = poll::plan(Poll::Auto, &self.cfg.dirs, mounts);
-            let kernel = mounts::kernel_devs(mounts);
-            let added = self.sources.poll.replan(plan.dirs.clone(), kernel, now);
-            log_polling(&plan, &added, &self.log);
+            Event::Validated(v) => {
+                self.validated(*v);
+                None
+            }
+            Event::Confirmed(step) => {
+                self.tally.confirmed(step, &self.log);
+                None
+            }
         }
     }
 
@@ -348,13 +304,7 @@ impl Daemon<'_> {
     fn on_signal(&mut self, sig: Signal) -> Option<ExitCode> {
         match (sig.0, self.child) {
             (libc::SIGTERM | libc::SIGINT, _) => self.stop(sig),
-            (libc::SIGCHLD, None) => {
-                // PID 1 of a container whose orphans come to us: reap them, every one, since
-                // the SIGCHLDs of children that die together merge into one.
-                while let Ok(Some(_)) = sys::reap_any() {}
-                None
-            }
-            (libc::SIGCHLD, Some(app)) => self.reap(app),
+            (libc::SIGCHLD, app) => self.reap(app),
             (s, Some(app)) if child::forwards(s) => {
                 self.log.info(
                     "forwarding signal to the app",
@@ -384,7 +334,14 @@ impl Daemon<'_> {
         let pending = self.sources.settle.cancel();
         let in_flight = self.sources.request.as_mut().is_some_and(Webhook::cancel);
         let retrying = self.sources.retry.cancel();
-        let pending = if pending || in_flight || retrying {
+        let validating = self
+            .sources
+            .validate
+            .as_mut()
+            .is_some_and(Validator::cancel);
+        // The reload it was confirming stays unfinished, as one whose request was cancelled.
+        self.sources.confirm.cancel();
+        let pending = if pending || in_flight || retrying || validating {
             "dropped"
         } else {
             "none"
@@ -409,28 +366,5 @@ impl Daemon<'_> {
         );
         let _ = app.forward(sig.0);
         None
-    }
-
-    /// SIGCHLD with an app: reaps every exited child; the app's exit code once it exited.
-    fn reap(&self, app: Child) -> Option<ExitCode> {
-        match app.reap() {
-            Ok(Some(exit)) => {
-                let code = child::code(exit);
-                self.log.info(
-                    "app exited",
-                    &[
-                        ("pid", app.pid.get().into()),
-                        ("exit_code", i64::from(code).into()),
-                    ],
-                );
-                Some(ExitCode::from(code))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                let error = e.to_string().into();
-                self.log.error("reaping failed", &[("error", error)]);
-                None
-            }
-        }
     }
 }

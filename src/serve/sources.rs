@@ -13,15 +13,17 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::confirm::Confirm;
 use crate::listen::Listener;
 use crate::log::Logger;
 use crate::mounts::MountWatch;
-use crate::outcome::Delivery;
+use crate::outcome::{Delivery, Step};
 use crate::poll::Poller;
 use crate::retry::Retry;
 use crate::settle::{Due, Settle};
 use crate::signal::{self, Signal};
 use crate::sys::{self, Interest, Ready};
+use crate::validate::{Validated, Validator};
 use crate::watch::{Change, Watcher};
 use crate::webhook::Webhook;
 
@@ -44,6 +46,10 @@ pub enum Event {
     RequestEnded(Delivery),
     /// Metrics clients are ready (or one's deadline passed): their readiness, per fd.
     Clients(Vec<Ready>),
+    /// A validation ended (its exit came through the SIGCHLD arm, or its timeout passed).
+    Validated(Box<Validated>),
+    /// The checks after the last signal all concluded: the reload's confirmation step.
+    Confirmed(Step),
 }
 
 /// One thing the loop waits on.
@@ -76,6 +82,8 @@ pub struct Sources {
     pub retry: Retry,
     pub mounts: MountWatch,
     pub listener: Option<Listener>,
+    pub validate: Option<Validator>,
+    pub confirm: Confirm,
 }
 
 impl Sources {
@@ -92,6 +100,8 @@ impl Sources {
             &mut self.settle,
             &mut self.retry,
             &mut self.listener,
+            &mut self.validate,
+            &mut self.confirm,
         ]
     }
 
@@ -284,12 +294,37 @@ impl Source for Listener {
     }
 }
 
+impl Source for Validator {
+    fn interest(&self) -> Option<Interest<'_>> {
+        Validator::interest(self)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Validator::deadline(self)
+    }
+
+    fn ready(&mut self, ready: &[Ready], now: Instant, log: &Logger) -> Option<Event> {
+        self.advance(one(ready), now, log)
+            .map(|v| Event::Validated(Box::new(v)))
+    }
+}
+
+impl Source for Confirm {
+    fn deadline(&self) -> Option<Instant> {
+        Confirm::deadline(self)
+    }
+
+    fn ready(&mut self, _: &[Ready], now: Instant, log: &Logger) -> Option<Event> {
+        self.due(now, log).map(Event::Confirmed)
+    }
+}
+
 /// The readiness of a source's one fd (nothing, if it asked for none).
 fn one(ready: &[Ready]) -> Ready {
     ready.first().copied().unwrap_or_default()
 }
 
-/// A source that is configured or not (the reload URL).
+/// A source that is configured or not (the reload URL, the validation command).
 impl<S: Source> Source for Option<S> {
     fn interests(&self) -> Vec<Interest<'_>> {
         self.as_ref().map(S::interests).unwrap_or_default()
