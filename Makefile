@@ -26,6 +26,8 @@ SHELL        := /bin/bash
 .DEFAULT_GOAL := all
 
 TARGET       := x86_64-unknown-linux-musl
+# The Docker/OCI name of this machine's architecture: the one platform `docker run` can start.
+HOST_ARCH     := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$/arm64/')
 RELEASE_DIR  := target/$(TARGET)/release
 BIN          := $(RELEASE_DIR)/config-reloader
 SIGRECORD    := $(RELEASE_DIR)/sigrecord
@@ -51,7 +53,7 @@ PRUNE_OLD    := --filter label=org.opencontainers.image.title=config-reloader-si
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO         := $(shell [ "$$(id -u)" -eq 0 ] || command -v sudo)
 
-.PHONY: all deps deps-rust deps-apt deps-go build-test-bins image run test clean restore-sysctl
+.PHONY: all host-bin deps deps-rust deps-apt deps-go build-test-bins image run test clean restore-sysctl
 
 # Every platform, then each binary copied to target/dist/ARCH/ under its Docker/OCI
 # architecture name, which is what Dockerfile.scratch's TARGETARCH selects. The two with
@@ -115,7 +117,13 @@ build-test-bins: deps-rust
 # too, and pruning them fails any build of Dockerfile.scratch running meanwhile (an e2e test
 # binary's, say) with "No such image". The image's ID goes to target/image.id: `make bench`
 # sizes that image even if another checkout moves the tag meanwhile.
-image: all
+# Only the host's binary: `make image` (the README's first command) need not wait for the four
+# std-from-source builds of the other platforms. On another host, every platform is built.
+host-bin: deps-rust
+	cargo build --release --target $(TARGET) --bin config-reloader
+	@install -D -m 0755 $(BIN) target/dist/amd64/config-reloader
+
+image: $(if $(filter amd64,$(HOST_ARCH)),host-bin,all)
 	docker build --quiet -f Dockerfile.scratch --iidfile target/image.id \
 	  --build-arg TARGETARCH=$(HOST_ARCH) --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) \
 	  -t $(IMAGE) . >/dev/null
@@ -298,8 +306,6 @@ DIST_ARCH_armv7-unknown-linux-musleabihf  := arm
 DIST_ARCH_powerpc64le-unknown-linux-musl  := ppc64le
 DIST_ARCH_s390x-unknown-linux-musl        := s390x
 DIST_ARCH_riscv64gc-unknown-linux-musl    := riscv64
-# Docker/OCI name of this machine's architecture: the platform `make image` builds.
-HOST_ARCH     := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$/arm64/')
 
 # Linker for aarch64: rust-lld. rustc's musl targets are self-contained (musl's crt1.o, libc.a
 # and libunwind.a ship in the rustup target), so a cross build needs only a linker that knows
