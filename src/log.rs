@@ -204,6 +204,13 @@ fn ms(out: &mut String, d: Duration) {
     }
 }
 
+/// One line on stderr, before anything was watched or signalled (bad input, an app that
+/// cannot be started): `config-reloader: LINE`, and the exit code.
+pub fn fatal(code: u8, line: &str) -> std::process::ExitCode {
+    let _ = writeln!(std::io::stderr(), "config-reloader: {line}");
+    std::process::ExitCode::from(code)
+}
+
 /// A duration as seconds for humans: `5s`, `2.5s`, `0.25s` (millisecond precision).
 pub fn seconds(d: Duration) -> String {
     let mut out = String::new();

@@ -60,7 +60,7 @@ use config::Action;
 fn main() -> ExitCode {
     let action = match config::parse(std::env::args_os().skip(1), config::process_env) {
         Ok(a) => a,
-        Err(e) => return fatal(2, &e.to_string()),
+        Err(e) => return log::fatal(2, &e.to_string()),
     };
     match action {
         Action::Help => print(&config::help()),
@@ -73,10 +73,4 @@ fn main() -> ExitCode {
 fn print(text: &str) -> ExitCode {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     ExitCode::SUCCESS
-}
-
-/// One line on stderr, before anything was watched or signalled.
-pub(crate) fn fatal(code: u8, line: &str) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "config-reloader: {line}");
-    ExitCode::from(code)
 }

@@ -107,7 +107,7 @@ pub fn serve(cfg: &Config) -> ExitCode {
             }
             match child::spawn(&cfg.command) {
                 Ok(c) => Some(c),
-                Err(e) => return crate::fatal(e.code, &e.line),
+                Err(e) => return crate::log::fatal(e.code, &e.line),
             }
         }
     };
