@@ -143,3 +143,49 @@ pub fn help() -> String {
     out.push_str("\nExit codes: 0 ok or stopped by SIGTERM/SIGINT, 1 --check found a problem or set-up failed, 2 bad configuration;\nwith -- APP: the app's exit code, or 128+N when signal N ended it; 127 APP not found, 126 APP not executable.\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each variant's flag is its name in kebab case and its env var that name in upper snake
+    /// case, `RELOAD_`-prefixed except the Go sidecar's own four: a row keyed by the wrong
+    /// variant, or an env var or flag spelt unlike its neighbours, fails here. (tests/docs.rs
+    /// holds the README's table to `--help`; config_tests holds `--help`'s defaults to the
+    /// parser.)
+    #[test]
+    fn every_rows_flag_and_env_var_spell_its_variant() {
+        let mut flags = Vec::new();
+        let mut envs = Vec::new();
+        for s in SETTINGS {
+            let mut kebab = String::from("--");
+            for c in format!("{:?}", s.setting).chars() {
+                if c.is_ascii_uppercase() && kebab.len() > 2 {
+                    kebab.push('-');
+                }
+                kebab.push(c.to_ascii_lowercase());
+            }
+            assert_eq!(s.flag, kebab, "{:?}", s.setting);
+            let snake = kebab[2..].replace('-', "_").to_ascii_uppercase();
+            if let Some(env) = s.env {
+                let go = ["CONFIG_DIR", "PROCESS_NAME", "VERBOSE", "LOG_FORMAT"];
+                let want = match go.contains(&snake.as_str()) {
+                    true => snake.clone(),
+                    false => format!("RELOAD_{snake}"),
+                };
+                assert_eq!(env, want, "{}", s.flag);
+                envs.push(env);
+            }
+            flags.push(s.flag);
+        }
+        flags.sort_unstable();
+        flags.dedup();
+        envs.sort_unstable();
+        envs.dedup();
+        assert_eq!(flags.len(), SETTINGS.len());
+        assert_eq!(
+            envs.len(),
+            SETTINGS.iter().filter(|s| s.env.is_some()).count()
+        );
+    }
+}
