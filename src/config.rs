@@ -1,7 +1,8 @@
 //! Configuration: environment variables and command-line flags become one checked [`Config`].
 //!
 //! One table, [`SETTINGS`] (in `settings`), is the single source of truth: it drives parsing,
-//! `--help` and the README check. Every setting is an env var (drop-in compatible with the original Go sidecar's
+//! the defaults, `--help` and the README check; a setting is looked up by its [`Setting`].
+//! Every setting is an env var (drop-in compatible with the original Go sidecar's
 //! `CONFIG_DIR`, `PROCESS_NAME`, `RELOAD_SIGNAL`, `VERBOSE`) and a flag; flags win. Any bad
 //! input becomes one [`ConfigError`] line naming the variable or flag, the bad value and what is
 //! accepted; `main` prints it and exits 2 before anything is watched or signalled.
