@@ -1,7 +1,8 @@
 //! Configuration: environment variables and command-line flags become one checked [`Config`].
 //!
 //! One table, [`SETTINGS`] (in `settings`), is the single source of truth: it drives parsing,
-//! `--help` and the README check. Every setting is an env var (drop-in compatible with the original Go sidecar's
+//! the defaults, `--help` and the README check; a setting is looked up by its [`Setting`].
+//! Every setting is an env var (drop-in compatible with the original Go sidecar's
 //! `CONFIG_DIR`, `PROCESS_NAME`, `RELOAD_SIGNAL`, `VERBOSE`) and a flag; flags win. Any bad
 //! input becomes one [`ConfigError`] line naming the variable or flag, the bad value and what is
 //! accepted; `main` prints it and exits 2 before anything is watched or signalled.
@@ -13,7 +14,7 @@ use std::time::Duration;
 use crate::confirm;
 use crate::log::LogFormat;
 use crate::poll::Poll;
-pub use crate::settings::{help, SETTINGS};
+pub use crate::settings::{help, Setting, SETTINGS};
 use crate::signal::Signal;
 use crate::url::Url;
 use crate::validate::{self, Validate};
@@ -120,25 +121,44 @@ struct Raw {
     value: OsString,
 }
 
-/// The raw values of every setting, flags over env.
+/// The raw values of every setting, flags over env, at the setting's index.
 struct Raws(Vec<Option<Raw>>);
 
 impl Raws {
-    fn get(&self, flag: &str) -> Option<&Raw> {
-        let i = SETTINGS.iter().position(|s| s.flag == flag)?;
-        self.0[i].as_ref()
+    /// The value given, by flag or env.
+    fn get(&self, s: Setting) -> Option<&Raw> {
+        self.0[s as usize].as_ref()
     }
 
-    fn text(&self, flag: &str) -> Result<Option<(&str, &str)>, ConfigError> {
-        self.get(flag)
+    /// The value given, as text.
+    fn text(&self, s: Setting) -> Result<Option<(&str, &str)>, ConfigError> {
+        self.get(s)
             .map(|r| Ok((r.source.as_str(), values::text(&r.source, &r.value)?)))
             .transpose()
     }
 
-    fn switch(&self, flag: &str) -> Result<bool, ConfigError> {
-        self.text(flag)?
+    /// The value given, or else the row's default text (the one `--help` shows) under its flag:
+    /// the one place a default is read. A row without a default asked for one is a bug that
+    /// the unit tests meet at once (every setting is parsed in every test).
+    fn value(&self, s: Setting) -> Result<(&str, &str), ConfigError> {
+        match self.text(s)? {
+            Some(given) => Ok(given),
+            None => default(s)
+                .ok_or_else(|| ConfigError(format!("{} has no default; set it", s.row().flag))),
+        }
+    }
+
+    fn switch(&self, s: Setting) -> Result<bool, ConfigError> {
+        self.text(s)?
+            .or_else(|| default(s))
             .map_or(Ok(false), |(source, v)| values::boolean(source, v))
     }
+}
+
+/// The row's default text, as `(flag, text)`.
+fn default(s: Setting) -> Option<(&'static str, &'static str)> {
+    let row = s.row();
+    row.default.map(|d| (row.flag, d))
 }
 
 /// Parses the command line (without argv[0]) and the environment into an [`Action`].
@@ -149,7 +169,7 @@ pub fn parse(
     env: impl Fn(&str) -> Option<OsString>,
 ) -> Result<Action, ConfigError> {
     let mut raw: Vec<Option<Raw>> = SETTINGS.iter().map(|_| None).collect();
-    for (i, s) in SETTINGS.iter().enumerate() {
+    for s in SETTINGS {
         let Some(name) = s.env else { continue };
         let Some(value) = env(name) else { continue };
         // An empty optional variable means "unset", as compose files and Helm charts often
@@ -157,7 +177,7 @@ pub fn parse(
         if value.as_encoded_bytes().trim_ascii().is_empty() && s.default.is_some() {
             continue;
         }
-        raw[i] = Some(Raw {
+        raw[s.setting as usize] = Some(Raw {
             source: name.to_string(),
             value,
         });
@@ -188,7 +208,7 @@ pub fn parse(
             "-V" => "--version",
             f => f,
         };
-        let Some(i) = SETTINGS.iter().position(|s| s.flag == flag) else {
+        let Some(s) = SETTINGS.iter().find(|s| s.flag == flag) else {
             let what = if arg.starts_with('-') {
                 "unknown flag"
             } else {
@@ -199,7 +219,6 @@ pub fn parse(
                 shown_arg(OsStr::new(&arg))
             ));
         };
-        let s = &SETTINGS[i];
         let value = match (s.value, inline) {
             (_, Some(v)) => OsString::from(v),
             (None, None) => OsString::from("true"),
@@ -208,21 +227,21 @@ pub fn parse(
                 None => return err(format!("{} needs a value: {} {meta}", s.flag, s.flag)),
             },
         };
-        raw[i] = Some(Raw {
+        raw[s.setting as usize] = Some(Raw {
             source: s.flag.to_string(),
             value,
         });
     }
     let raw = Raws(raw);
 
-    if raw.switch("--help")? {
+    if raw.switch(Setting::Help)? {
         return Ok(Action::Help);
     }
-    if raw.switch("--version")? {
+    if raw.switch(Setting::Version)? {
         return Ok(Action::Version);
     }
     let config = checked(&raw, command)?;
-    Ok(if raw.switch("--check")? {
+    Ok(if raw.switch(Setting::Check)? {
         Action::Check(config)
     } else {
         Action::Run(config)
@@ -240,23 +259,19 @@ fn shown_arg(arg: &OsStr) -> String {
 
 fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
     let dirs =
-        match raw.get("--config-dir") {
+        match raw.get(Setting::ConfigDir) {
             None => return err(missing(
-                "CONFIG_DIR",
-                "--config-dir",
+                Setting::ConfigDir,
                 "a comma-separated list of directories to watch, e.g. CONFIG_DIR=/etc/nginx/conf.d",
             )),
             Some(r) => values::dirs(&r.source, &r.value)?,
         };
     // Checked even without a URL: a typo in a setting that goes unused would hide the mistake.
-    let method = raw
-        .text("--webhook-method")?
-        .map_or(Ok("POST"), |(s, v)| values::method(s, v))?;
-    let timeout = match raw.text("--webhook-timeout")? {
-        None => Duration::from_secs(10),
-        Some((s, v)) => values::positive(s, v, values::duration(s, v)?)?,
-    };
-    let webhook = match raw.get("--webhook-url") {
+    let (s, v) = raw.value(Setting::WebhookMethod)?;
+    let method = values::method(s, v)?;
+    let (s, v) = raw.value(Setting::WebhookTimeout)?;
+    let timeout = values::positive(s, v, values::duration(s, v)?)?;
+    let webhook = match raw.get(Setting::WebhookUrl) {
         None => None,
         Some(r) => Some(Webhook {
             url: values::url(&r.source, &r.value)?,
@@ -264,40 +279,37 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
             timeout,
         }),
     };
-    let pid_file = match raw.get("--pid-file") {
+    let pid_file = match raw.get(Setting::PidFile) {
         None => None,
         Some(r) => Some(values::pid_file(&r.source, &r.value)?),
     };
-    let process_name = match raw.get("--process-name") {
+    let process_name = match raw.get(Setting::ProcessName) {
         None if webhook.is_none() && command.is_empty() && pid_file.is_none() => {
             return err(missing(
-                "PROCESS_NAME",
-                "--process-name",
+                Setting::ProcessName,
                 "the exact name of the process to signal, e.g. PROCESS_NAME=nginx (or set RELOAD_PID_FILE or RELOAD_WEBHOOK_URL, or run the app as config-reloader -- APP)",
             ))
         }
         None => None,
         Some(r) => Some(values::process_name(&r.source, &r.value)?),
     };
-    let poll = match raw.text("--poll-interval")? {
-        None => Poll::Auto,
-        Some((_, v)) if v.trim().eq_ignore_ascii_case("auto") => Poll::Auto,
-        Some((s, v)) => match values::duration(s, v)? {
+    let poll = match raw.value(Setting::PollInterval)? {
+        (_, v) if v.trim().eq_ignore_ascii_case("auto") => Poll::Auto,
+        (s, v) => match values::duration(s, v)? {
             Duration::ZERO => Poll::Off,
             d => Poll::Every(values::poll_interval(s, v, d)?),
         },
     };
-    let signal = raw
-        .text("--signal")?
-        .map_or(Ok(Signal::HUP), |(s, v)| values::signal(s, v))?;
-    let debounce = raw
-        .text("--debounce")?
-        .map_or(Ok(Duration::from_millis(100)), |(s, v)| {
-            values::duration(s, v)
-        })?;
-    let max_delay = match raw.text("--max-delay")? {
+    let (s, v) = raw.value(Setting::Signal)?;
+    let signal = values::signal(s, v)?;
+    let (s, v) = raw.value(Setting::Debounce)?;
+    let debounce = values::duration(s, v)?;
+    let max_delay = match raw.text(Setting::MaxDelay)? {
         // The default cap grows with the debounce instead of contradicting it.
-        None => Duration::from_secs(2).max(debounce),
+        None => {
+            let (s, v) = raw.value(Setting::MaxDelay)?;
+            values::duration(s, v)?.max(debounce)
+        }
         Some((source, v)) => {
             let d = values::duration(source, v)?;
             if d < debounce {
@@ -306,55 +318,42 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
             d
         }
     };
-    let min_interval = raw
-        .text("--min-interval")?
-        .map_or(Ok(Duration::from_secs(1)), |(s, v)| values::duration(s, v))?;
-    let retry_for = raw
-        .text("--retry-for")?
-        .map_or(Ok(Duration::from_secs(60)), |(s, v)| values::duration(s, v))?;
-    let targets = raw
-        .text("--targets")?
-        .map_or(Ok(Targets::Roots), |(s, v)| {
-            values::choice(s, v, &[("roots", Targets::Roots), ("all", Targets::All)])
-        })?;
-    let log_format = raw
-        .text("--log-format")?
-        .map_or(Ok(LogFormat::Text), |(s, v)| {
-            values::choice(
-                s,
-                v,
-                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
-            )
-        })?;
-    let listen = match raw.text("--listen-address")? {
+    let (s, v) = raw.value(Setting::MinInterval)?;
+    let min_interval = values::duration(s, v)?;
+    let (s, v) = raw.value(Setting::RetryFor)?;
+    let retry_for = values::duration(s, v)?;
+    let (s, v) = raw.value(Setting::Targets)?;
+    let targets = values::choice(s, v, &[("roots", Targets::Roots), ("all", Targets::All)])?;
+    let (s, v) = raw.value(Setting::LogFormat)?;
+    let log_format = values::choice(
+        s,
+        v,
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    )?;
+    let listen = match raw.text(Setting::ListenAddress)? {
         None => None,
         Some((s, v)) => match crate::listen::parse_address(v) {
             Some(a) => Some(a),
             None => return err(format!("{s}={v:?} is not an address to listen on; use :PORT, IPv4:PORT or [IPv6]:PORT, e.g. :9533 (no host names)")),
         },
     };
-    let validate_timeout = match raw.text("--validate-timeout")? {
-        None => Duration::from_secs(30),
-        Some((s, v)) => values::positive(s, v, values::duration(s, v)?)?,
-    };
+    let (s, v) = raw.value(Setting::ValidateTimeout)?;
+    let validate_timeout = values::positive(s, v, values::duration(s, v)?)?;
     let validate = raw
-        .text("--validate-command")?
+        .text(Setting::ValidateCommand)?
         .map(|(s, v)| validate::parse(s, v, validate_timeout))
         .transpose()?;
-    let confirm = raw
-        .text("--confirm")?
-        .map_or(Ok(confirm::Mode::Alive), |(s, v)| {
-            use confirm::Mode::*;
-            values::choice(
-                s,
-                v,
-                &[("alive", Alive), ("workers", Workers), ("off", Off)],
-            )
-        })?;
-    let confirm_timeout = match raw.text("--confirm-timeout")? {
-        None => Duration::from_secs(10),
-        Some((s, v)) => values::positive(s, v, values::duration(s, v)?)?,
+    let (s, v) = raw.value(Setting::Confirm)?;
+    let confirm = {
+        use confirm::Mode::*;
+        values::choice(
+            s,
+            v,
+            &[("alive", Alive), ("workers", Workers), ("off", Off)],
+        )?
     };
+    let (s, v) = raw.value(Setting::ConfirmTimeout)?;
+    let confirm_timeout = values::positive(s, v, values::duration(s, v)?)?;
     Ok(Config {
         dirs,
         listen,
@@ -365,10 +364,10 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
         min_interval,
         pid_file,
         targets,
-        force: raw.switch("--force")?,
-        trust_handler: raw.switch("--trust-handler")?,
+        force: raw.switch(Setting::Force)?,
+        trust_handler: raw.switch(Setting::TrustHandler)?,
         retry_for,
-        verbose: raw.switch("--verbose")?,
+        verbose: raw.switch(Setting::Verbose)?,
         log_format,
         webhook,
         poll,
@@ -379,8 +378,14 @@ fn checked(raw: &Raws, command: Vec<OsString>) -> Result<Config, ConfigError> {
     })
 }
 
-fn missing(env: &str, flag: &str, what: &str) -> String {
-    format!("{env} is not set (nor {flag}); set it to {what}")
+/// `ENV is not set (nor --flag); set it to WHAT`, for a mandatory setting.
+fn missing(s: Setting, what: &str) -> String {
+    let row = s.row();
+    format!(
+        "{} is not set (nor {}); set it to {what}",
+        row.env.unwrap_or(row.flag),
+        row.flag
+    )
 }
 
 /// The process environment, as `parse` takes it.

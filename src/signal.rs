@@ -25,7 +25,9 @@ const RTMIN: i32 = 34;
 const RTMAX: i32 = 64;
 
 impl Signal {
-    /// SIGHUP, the default reload signal.
+    /// SIGHUP, what the default reload signal's text (`settings`) parses to; the parser takes
+    /// the default from that text, so only tests name it.
+    #[cfg(test)]
     pub const HUP: Signal = Signal(libc::SIGHUP);
     /// SIGKILL, refused as a reload signal.
     pub const KILL: Signal = Signal(libc::SIGKILL);
