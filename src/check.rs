@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::log::{self, Logger};
-use crate::{mounts, pidfile, poll, reload, webhook};
+use crate::{mounts, pidfile, poll, reload, send, webhook};
 
 /// Prints the report on stdout and returns the exit code.
 pub fn run(cfg: &Config) -> ExitCode {
@@ -98,7 +98,7 @@ pub fn run(cfg: &Config) -> ExitCode {
     }
     let log = Logger::new(cfg.log_format, false);
     let found = if needs_target {
-        reload::targets(cfg, None, &log)
+        send::targets(cfg, None, &log)
     } else {
         Vec::new()
     };

@@ -38,6 +38,7 @@ mod poll;
 mod reload;
 mod retry;
 mod runtime;
+mod send;
 mod serve;
 mod settings;
 mod settle;

@@ -1,27 +1,27 @@
-//! After a settle: walk the trees (arming watches and fingerprinting in one pass), decide
-//! whether what the app reads changed, and if so signal every target that can take it.
+//! After a settle: decide whether to hold, wait or reload, walk the trees (arming watches and
+//! fingerprinting in one pass) when the decision needs it, and hand new content to `send`.
 //!
-//! This is where the loop's decisions meet the syscalls: the walk (`fingerprint`), the scan
-//! (`target`, `pidfile`), the verdict and the send (`retry`). The hold/missing/unchanged
-//! decision is still written inline in [`Reloads::settled`], interleaved with its logging.
+//! The decision is one plain function, [`next_step`], over plain data (the time, the settle's
+//! first change, a sed temp file's deadline, what the walk found, the last content applied):
+//! it reads no clock and no filesystem and is unit-tested branch by branch. [`Reloads::settled`]
+//! is its one caller and holds every effect: the walk, the logging, `Settle::hold`, the apply.
+//! The send itself (whom to signal, the signal to each) is `send`'s.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use crate::config::{Config, Targets};
+use crate::config::Config;
 use crate::confirm::{self, Watched};
 use crate::fingerprint::{self, Cut, Fingerprint, Hooks, Listed, Report, Sink};
 use crate::limits;
 use crate::log::Logger;
 use crate::mounts;
-use crate::outcome::{Reload, Signalled, Step};
-use crate::pidfile;
-use crate::retry::{self, Outcome};
+use crate::outcome::{Reload, Step};
+use crate::send;
 use crate::settle::{Due, Settle};
 use crate::stop;
 use crate::sys::Pid;
-use crate::target::{self, Process};
-use crate::verdict::{self, Verdict};
+use crate::target::Process;
 use crate::watch::{Unwatched, Watcher};
 
 /// What a due settle came to.
@@ -45,6 +45,77 @@ pub struct Applied {
     /// The targets signalled, with what the confirmation must know of them from just before
     /// the send: the caller's `Confirm` takes them.
     pub sent: Vec<Watched>,
+}
+
+/// What a due settle knows when it decides: plain data, no clock, no filesystem.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    /// The time of the decision.
+    pub now: Instant,
+    /// When the settle's window opened: a held update is given RELOAD_MAX_DELAY from it.
+    pub first: Instant,
+    /// RELOAD_MAX_DELAY.
+    pub max_delay: Duration,
+    /// Until when a sed temp file not renamed yet holds the reload, if one waits.
+    pub sed_until: Option<Instant>,
+    /// What the walk found; absent until it ran (no walk while a sed temp file waits).
+    pub walked: Option<Walked<'a>>,
+    /// The fingerprint of the content last applied (start-up counts).
+    pub last: Option<u64>,
+}
+
+/// What a walk found that the decision reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Walked<'a> {
+    /// The fingerprint, or the configured directory that is missing.
+    pub outcome: Result<u64, &'a Path>,
+    /// A kubelet volume whose visible links do not match `..data` yet.
+    pub incomplete: Option<&'a Path>,
+}
+
+/// What to do with a due settle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next<'a> {
+    /// An update is still being written: hold the settle until then.
+    Hold(Instant),
+    /// Nothing held it: walk, then decide again with what the walk found.
+    Walk,
+    /// A watched directory is missing: the app would read nothing, so nothing is sent.
+    Missing(&'a Path),
+    /// The content is what was last applied.
+    Unchanged,
+    /// New content: reload it; `late` when a kubelet update was still incomplete at
+    /// RELOAD_MAX_DELAY and is reloaded anyway.
+    Reload { fingerprint: u64, late: bool },
+}
+
+/// The decision of a due settle. A sed temp file waiting holds it before any walk; then a
+/// missing directory beats everything the walk saw, unchanged content beats an incomplete
+/// kubelet update (nothing to reload either way), and an incomplete update holds until
+/// RELOAD_MAX_DELAY after the window opened (at it exactly, the reload goes, late).
+pub fn next_step<'a>(facts: &Facts<'a>) -> Next<'a> {
+    if let Some(until) = facts.sed_until.filter(|until| facts.now < *until) {
+        return Next::Hold(until);
+    }
+    let Some(walked) = facts.walked else {
+        return Next::Walk;
+    };
+    let fingerprint = match walked.outcome {
+        Err(dir) => return Next::Missing(dir),
+        Ok(fp) if Some(fp) == facts.last => return Next::Unchanged,
+        Ok(fp) => fp,
+    };
+    let late = match walked.incomplete {
+        None => false,
+        Some(_) => {
+            let until = facts.first + facts.max_delay;
+            if facts.now < until {
+                return Next::Hold(until);
+            }
+            true
+        }
+    };
+    Next::Reload { fingerprint, late }
 }
 
 /// What the loop remembers between reloads.
@@ -185,7 +256,15 @@ impl Reloads {
         log: &Logger,
     ) -> Settled {
         let now = Instant::now();
-        if let Some(until) = watcher.sed_hold(now, cfg.max_delay) {
+        let mut facts = Facts {
+            now,
+            first: due.first,
+            max_delay: cfg.max_delay,
+            sed_until: watcher.sed_hold(now, cfg.max_delay),
+            walked: None,
+            last: self.last.map(|f| f.0),
+        };
+        if let Next::Hold(until) = next_step(&facts) {
             log.debug("a sed temp file is not renamed yet; waiting", &[]);
             settle.hold(due.first, until);
             return Settled::Waiting;
@@ -195,33 +274,45 @@ impl Reloads {
             // A stop signal is pending: the loop reads it next.
             return Settled::Waiting;
         }
-        let fp = match report.outcome {
-            Err(dir) => {
+        facts.walked = Some(Walked {
+            outcome: report
+                .outcome
+                .as_ref()
+                .map(|fp| fp.0)
+                .map_err(|d| d.as_path()),
+            incomplete: report.incomplete.as_deref(),
+        });
+        let vol = report.incomplete.as_deref();
+        let fp = match (next_step(&facts), vol) {
+            (Next::Missing(dir), _) => {
                 log.warn(
                     "watched directory is missing; not signalling until it is back",
-                    &[("dir", dir.as_path().into())],
+                    &[("dir", dir.into())],
                 );
                 return Settled::Waiting;
             }
-            Ok(fp) if Some(fp) == self.last => {
+            (Next::Unchanged, _) => {
                 log.debug("content unchanged; not signalling", &[]);
                 return Settled::Unchanged;
             }
-            Ok(fp) => fp,
-        };
-        if let Some(vol) = report.incomplete {
-            let until = due.first + cfg.max_delay;
-            if now < until {
+            (Next::Hold(until), Some(vol)) => {
                 log.debug(
                     "kubelet update not complete: visible links do not match ..data yet; waiting",
-                    &[("dir", vol.as_path().into())],
+                    &[("dir", vol.into())],
                 );
                 settle.hold(due.first, until);
                 return Settled::Waiting;
             }
-            log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.as_path().into())]);
-        }
-        let reload = Reload::new(now, fp.0);
+            (Next::Reload { fingerprint, late }, vol) => {
+                if let (true, Some(vol)) = (late, vol) {
+                    log.warn("kubelet volume links still do not match ..data after RELOAD_MAX_DELAY; signalling anyway", &[("dir", vol.into())]);
+                }
+                fingerprint
+            }
+            // After the walk only an incomplete volume holds, and no second walk is asked.
+            (Next::Hold(_) | Next::Walk, _) => return Settled::Waiting,
+        };
+        let reload = Reload::new(now, fp);
         if cfg.validate.is_some() {
             let mut reload = reload;
             reload.validate = Step::Pending;
@@ -243,7 +334,8 @@ impl Reloads {
         self.last = Some(Fingerprint(reload.fingerprint));
         let (signalled, retry, sent) = match cfg.signals() {
             true => {
-                let (done, retry, sent) = signal_all(cfg, child, log, reload.started, due.latest);
+                let (done, retry, sent) =
+                    send::signal_all(cfg, child, log, reload.started, due.latest);
                 (Some(done), retry, sent)
             }
             false => (None, Vec::new(), Vec::new()),
@@ -284,97 +376,6 @@ fn report_unwatched(u: &Unwatched, watched: usize, log: &Logger) {
     }
 }
 
-/// The processes to signal now (scanned fresh: apps restart, pids are never cached), each
-/// with how it would take the signal: the one RELOAD_PID_FILE names, else those named
-/// PROCESS_NAME (within the tree of `child`, the app we run, if any), else `child` itself.
-/// Logs when there is none.
-pub fn targets(cfg: &Config, child: Option<Pid>, log: &Logger) -> Vec<(Process, Verdict)> {
-    if let Some(path) = &cfg.pid_file {
-        let named = pidfile::resolve(path, cfg.process_name.as_deref(), child, log);
-        return judged(cfg, named);
-    }
-    let found = match (&cfg.process_name, child) {
-        (Some(name), _) => match target::scan(name) {
-            Ok(found) => found
-                .into_iter()
-                .filter(|p| child.is_none_or(|c| target::descends_from(p, c)))
-                .collect(),
-            Err(e) => {
-                log.error(
-                    "cannot list /proc",
-                    &[
-                        ("error", e.to_string().into()),
-                        ("hint", target::list_hint(&e).into()),
-                    ],
-                );
-                return Vec::new();
-            }
-        },
-        (None, Some(c)) => target::process(c).into_iter().collect(),
-        // Only a reload URL: nobody to signal.
-        (None, None) => return Vec::new(),
-    };
-    let chosen = match cfg.targets {
-        Targets::Roots => target::pick_roots(found),
-        Targets::All => found,
-    };
-    if chosen.is_empty() {
-        log.warn(&format!("no process named {}", cfg.name()), &[("hint", "it gets the next change after it starts; check PROCESS_NAME and that the pod shares its PID namespace".into())]);
-    }
-    judged(cfg, chosen)
-}
-
-/// Each process with how it would take the signal; one that exits while we look is skipped.
-fn judged(cfg: &Config, chosen: Vec<Process>) -> Vec<(Process, Verdict)> {
-    chosen
-        .into_iter()
-        .filter_map(|p| {
-            Some((
-                p,
-                verdict::judge(p.pid, cfg.signal, cfg.trust_handler).ok()?,
-            ))
-        })
-        .collect()
-}
-
-/// Signals every target that can take the signal; `started` is when the settle fired. Returns
-/// what the send did, the refused targets that waiting may lift (those running at the `latest`
-/// change: one that started after it read the new content needs no signal once its handler is
-/// in place), and those signalled (with what the confirmation must know of them from just
-/// before the send).
-fn signal_all(
-    cfg: &Config,
-    child: Option<Pid>,
-    log: &Logger,
-    started: Instant,
-    latest: Instant,
-) -> (Signalled, Vec<Process>, Vec<Watched>) {
-    let mut done = Signalled::default();
-    let mut again = Vec::new();
-    let mut sent = Vec::new();
-    for (p, verdict) in targets(cfg, child, log) {
-        let before = confirm::before(cfg.confirm, &p);
-        match retry::deliver(cfg, log, &p, &verdict, started, 1) {
-            Outcome::Sent => {
-                done.sent += 1;
-                sent.push(before);
-            }
-            Outcome::Failed(errno) => done.errors.push(errno),
-            Outcome::Refused => {
-                let retried = verdict.handling.retried()
-                    && !cfg.retry_for.is_zero()
-                    && target::started_by(&p, latest);
-                retry::refuse(cfg, log, &p, &verdict, retried);
-                done.refused.push(verdict.handling.as_str());
-                if retried {
-                    again.push(p);
-                }
-            }
-        }
-    }
-    (done, again, sent)
-}
-
 /// The directories of a walk that `--check` reports: every real directory of each tree.
 pub fn count_dirs(dirs: &[PathBuf], mounts: &[mounts::Mount]) -> Vec<usize> {
     let kernel = mounts::kernel_devs(mounts);
@@ -393,3 +394,7 @@ pub fn count_dirs(dirs: &[PathBuf], mounts: &[mounts::Mount]) -> Vec<usize> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "reload_tests.rs"]
+mod tests;

@@ -33,8 +33,9 @@ use crate::listen::Listener;
 use crate::log::Logger;
 use crate::metrics::{Metrics, Tally, Watching};
 use crate::mounts;
-use crate::reload::{self, Reloads};
+use crate::reload::Reloads;
 use crate::retry::{self, Retry};
+use crate::send;
 use crate::settle::Settle;
 use crate::signal::Signal;
 use crate::sys;
@@ -206,7 +207,7 @@ impl Daemon<'_> {
         fields.push(("version", env!("CARGO_PKG_VERSION").into()));
         self.log.info("watching", &fields);
         if cfg.command.is_empty() {
-            for (p, verdict) in reload::targets(cfg, None, &self.log) {
+            for (p, verdict) in send::targets(cfg, None, &self.log) {
                 if !verdict.sends(cfg.force) {
                     retry::refuse(cfg, &self.log, &p, &verdict, false);
                 }

@@ -14,7 +14,8 @@
 //! replaced at the same path arrives after the new one is already watched there. Directories
 //! are known by (`st_dev`, `st_ino`): a filesystem mounted on one is another directory. The
 //! directories holding the targets of symlinked files outside the trees are watched too, for
-//! those names only (`links`).
+//! those names only (`links`). sed's temp files not renamed yet are `sed`'s bookkeeping,
+//! told of each content event; the watcher only forwards its hold.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -27,13 +28,14 @@ use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 use crate::fingerprint::{self, Hooks, Sink};
 use crate::log::Logger;
-use crate::names;
 
 mod events;
 mod links;
 mod rearm;
+mod sed;
 
 pub use events::Change;
+use sed::SedTemps;
 
 /// What we ask the kernel for. `IN_MODIFY` because `truncate(2)` and a writer that never
 /// closes raise nothing else. No `IN_ATTRIB` (chmod, touch, fsGroup passes change nothing the
@@ -94,8 +96,8 @@ pub struct Watcher {
     unwatched: Unwatched,
     /// `st_dev` of the kernel interfaces mounted.
     kernel: Vec<u64>,
-    /// sed-shaped files created and not yet renamed away: (watch, name, created).
-    sed: Vec<(i32, OsString, Instant)>,
+    /// sed's temp files not yet renamed away, told of every content event (`sed`).
+    sed: SedTemps,
     buf: Vec<u8>,
     /// Events read, and read errors plus queue overflows, for the metrics.
     pub events: u64,
@@ -128,7 +130,7 @@ impl Watcher {
             gen: 0,
             unwatched: Unwatched::default(),
             kernel: Vec::new(),
-            sed: Vec::new(),
+            sed: SedTemps::default(),
             // Room for many events per read; one event needs at most 16 + NAME_MAX + 1 bytes.
             buf: vec![0; 16 * 1024],
             events: 0,
@@ -238,8 +240,7 @@ impl Watcher {
     /// How long sed-shaped temp files created lately hold the settle: until the latest one
     /// is renamed away or `max_delay` after it appeared, whichever comes first; `None` if none.
     pub fn sed_hold(&mut self, now: Instant, max_delay: Duration) -> Option<Instant> {
-        self.sed.retain(|(_, _, t)| *t + max_delay > now);
-        self.sed.iter().map(|(_, _, t)| *t + max_delay).max()
+        self.sed.hold(now, max_delay)
     }
 
     /// Reads every pending event; returns the first reason to suspect a change, if any.
@@ -360,8 +361,8 @@ impl Watcher {
         change.or_else(|| self.classify(id, dir, mask, name, now))
     }
 
-    /// What an event on a content directory means; keeps the sed temp files and the
-    /// subtrees that left in step.
+    /// What an event on a content directory means; tells `sed` of it and keeps the subtrees
+    /// that left in step.
     fn classify(
         &mut self,
         id: i32,
@@ -379,13 +380,7 @@ impl Watcher {
                 change = Change::KubeletLinked;
             }
         }
-        if !is_dir && names::looks_like_sed_temp(name) {
-            if mask.contains(EventMask::CREATE) {
-                self.sed.push((id, name.to_os_string(), now));
-            } else if mask.intersects(EventMask::MOVED_FROM | EventMask::DELETE) {
-                self.sed.retain(|(i, n, _)| !(*i == id && n == name));
-            }
-        }
+        self.sed.note(id, mask, name, now);
         if is_dir && mask.intersects(EventMask::MOVED_FROM | EventMask::DELETE) {
             // Stop hearing from a subtree that left; this event is ordered before any
             // re-creation at the same path, so only the old watches are under it now.
