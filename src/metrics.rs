@@ -259,6 +259,9 @@ impl Metrics {
     }
 }
 
+/// At most this many reloads wait for one confirmation (the newest and those it superseded).
+const MAX_CONFIRMING: usize = 8;
+
 /// The metrics and the reloads whose outcome is still to come: what the loop hands each
 /// reload to.
 pub struct Tally {
@@ -339,7 +342,17 @@ impl Tally {
             Some(o) => self
                 .metrics
                 .finished(&r, &o, r.took(now), SystemTime::now()),
-            None if r.confirm == Step::Pending => self.confirming.push(r),
+            None if r.confirm == Step::Pending => {
+                // A stream of reloads each faster than the check (RELOAD_MIN_INTERVAL=0, or
+                // `workers` with a long timeout) must not pile up: past the bound the oldest
+                // is finished on the steps it has, its check superseded by newer ones.
+                if self.confirming.len() >= MAX_CONFIRMING {
+                    let mut oldest = self.confirming.remove(0);
+                    oldest.confirm = Step::Unused;
+                    self.finish(oldest, log);
+                }
+                self.confirming.push(r);
+            }
             None => {}
         }
     }

@@ -215,3 +215,36 @@ fn a_reload_waiting_for_its_confirmation_is_counted_once_it_comes() {
     t.confirmed(Step::Failed("late".into()), &log);
     assert_eq!(total(&t).as_deref(), Some("2"), "nothing is left waiting");
 }
+
+#[test]
+fn a_stream_of_reloads_faster_than_their_check_waits_in_bounded_memory() {
+    let log = Logger::new(crate::log::LogFormat::Text, false);
+    let mut t = Tally::new(Metrics::at(true, false, None, UNIX_EPOCH));
+    let mut r = Reload::new(Instant::now(), 1).signalled(Some(Signalled {
+        sent: 1,
+        ..Signalled::default()
+    }));
+    r.confirm = Step::Pending;
+    for fp in 0..1000 {
+        r.fingerprint = fp;
+        t.changed(r.clone(), None, &log);
+        assert!(
+            t.confirming.len() <= MAX_CONFIRMING,
+            "{} waiting",
+            t.confirming.len()
+        );
+    }
+    let total = |t: &Tally, series: &str| sample(&t.metrics.render(Watching::default()), series);
+    // The superseded ones beyond the bound are finished, unconfirmed, on their other steps.
+    let waiting = MAX_CONFIRMING as u64;
+    assert_eq!(
+        total(&t, "reloader_reloads_total"),
+        Some((1000 - waiting).to_string())
+    );
+    t.confirmed(Step::Ok, &log);
+    assert_eq!(total(&t, "reloader_reloads_total").as_deref(), Some("1000"));
+    assert_eq!(
+        total(&t, "reloader_reloads_failed_total").as_deref(),
+        Some("0")
+    );
+}

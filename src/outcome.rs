@@ -23,6 +23,8 @@
 //! runs now is what a check can see. Finishing the older one as failed ("superseded")
 //! instead would count a failure for every pair of changes closer together than the check
 //! (1 s for `alive`, up to RELOAD_CONFIRM_TIMEOUT for `workers`) on an app that took both.
+//! At most 8 reloads wait so (`metrics`): past that, the oldest is finished on the steps it
+//! has, unconfirmed, so a stream of reloads faster than the check holds bounded memory.
 //! Since outcomes can then come out of order, the gauges of `metrics` follow the newest
 //! reload to finish, by when it started. A stop drops what is still pending, unfinished, as
 //! it drops the request in flight.
