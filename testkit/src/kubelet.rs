@@ -50,7 +50,7 @@ pub struct UpdateOptions {
 /// What one write did.
 #[derive(Clone, Debug)]
 pub struct Commit {
-    /// CLOCK_MONOTONIC ns taken right after the `rename` onto `..data` (see
+    /// CLOCK_MONOTONIC ns taken right before the `rename` onto `..data` (see
     /// [`crate::monotonic_ns`]); subtract from a recorded signal's `t_ns` for the latency.
     pub commit_ns: u64,
     /// The new data directory (absolute), the target of `..data` now.
@@ -196,8 +196,11 @@ impl Volume {
         // Steps 5 and 6: the commit point.
         let tmp = root.join(DATA_TMP);
         std::os::unix::fs::symlink(&new, &tmp).map_err(|e| ctx(e, "symlink", &tmp))?;
-        fs::rename(&tmp, root.join(DATA)).map_err(|e| ctx(e, "rename", &tmp))?;
+        // Stamped before the rename, not after: the reloader, woken inside the rename, may run
+        // before the writer reads its clock (measured: a 37 µs median "latency"). This bounds
+        // commit → signal from above by the rename's own few µs.
         let commit_ns = crate::monotonic_ns();
+        fs::rename(&tmp, root.join(DATA)).map_err(|e| ctx(e, "rename", &tmp))?;
         // Step 7.
         let mut last_link_ns = commit_ns;
         if !opts.legacy_order {
